@@ -1,0 +1,68 @@
+"""sage_nb: SAGE-style "Pipeline as Service" for Jupyter.
+
+Import what you write against from here::
+
+    from sage_nb import LocalEnvironment, MapFunction
+
+``import sage_nb`` imports neither IPython, ipywidgets nor ray; ``%load_ext sage_nb`` loads the
+notebook layer.
+"""
+
+from __future__ import annotations
+
+from .api.environment import BaseEnvironment, EnvironmentStatistics, LocalEnvironment
+from .api.functions import (
+    BaseFunction,
+    BatchFunction,
+    CoMapFunction,
+    FilterFunction,
+    FlatMapFunction,
+    JoinFunction,
+    KeyByFunction,
+    MapFunction,
+    SinkFunction,
+    SourceFunction,
+    StopSignal,
+)
+from .errors import (
+    JobCancelledError,
+    OperatorError,
+    SageError,
+    ServiceCallError,
+    ServiceExistsError,
+    ServiceNotFoundError,
+    ServiceTimeoutError,
+    ServiceUnavailableError,
+)
+from .runtime.job_manager import Job
+from .runtime.service.service_manager import ServiceFuture
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "BaseEnvironment",
+    "BaseFunction",
+    "BatchFunction",
+    "CoMapFunction",
+    "EnvironmentStatistics",
+    "FilterFunction",
+    "FlatMapFunction",
+    "Job",
+    "JobCancelledError",
+    "JoinFunction",
+    "KeyByFunction",
+    "LocalEnvironment",
+    "MapFunction",
+    "OperatorError",
+    "SageError",
+    "ServiceCallError",
+    "ServiceExistsError",
+    "ServiceFuture",
+    "ServiceNotFoundError",
+    "ServiceTimeoutError",
+    "ServiceUnavailableError",
+    "SinkFunction",
+    "SourceFunction",
+    "StopSignal",
+    "__version__",
+]

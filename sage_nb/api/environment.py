@@ -1,0 +1,345 @@
+"""Environments: where services are registered, pipelines are built and jobs are submitted.
+
+Examples
+--------
+>>> from sage_nb import LocalEnvironment, MapFunction
+>>> with LocalEnvironment("doc") as env:
+...     @env.register_service("profile")
+...     class Profile:
+...         def process(self, user_id):
+...             return {"user_id": user_id, "score": 0.9}
+...     class Enrich(MapFunction):
+...         def execute(self, record):
+...             return {**record, "profile": self.call_service("profile", record["user_id"])}
+...     _ = env.from_batch([{"user_id": "42"}]).map(Enrich()).print()
+...     job = env.submit()
+{'user_id': '42', 'profile': {'user_id': '42', 'score': 0.9}}
+"""
+
+from __future__ import annotations
+
+import atexit
+import inspect
+import itertools
+import threading
+import weakref
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from ..runtime.dispatcher import Dispatcher, ServiceTaskFactory
+from ..runtime.job_manager import Job, JobManager, JobStatistics
+from ..runtime.proxy import DEFAULT_ASYNC_TIMEOUT, DEFAULT_SYNC_TIMEOUT, ProxyManager
+from ..runtime.service.base_service_task import ServiceFactory, ServiceStatistics
+from ..runtime.service.service_manager import ServiceFuture, ServiceManager
+from .datastream import DataStream, Transformation
+
+__all__ = ["BaseEnvironment", "EnvironmentStatistics", "LocalEnvironment"]
+
+T = TypeVar("T")
+
+_names = itertools.count(1)
+_open_environments: weakref.WeakSet[BaseEnvironment] = weakref.WeakSet()
+
+
+@atexit.register
+def _close_all_at_exit() -> None:
+    # Daemon threads die with the interpreter; run every service's close() before that.
+    for env in list(_open_environments):
+        env.close(timeout=2.0)
+
+
+@dataclass(frozen=True)
+class EnvironmentStatistics:
+    """Plain data about an environment: its services and jobs."""
+
+    name: str
+    closed: bool
+    services: tuple[ServiceStatistics, ...]
+    jobs: tuple[JobStatistics, ...]
+
+
+class BaseEnvironment:
+    """What every environment shares; use ``LocalEnvironment`` or ``RemoteEnvironment``.
+
+    Parameters
+    ----------
+    name:
+        Shown in thread names, errors and displays.
+    sync_timeout, async_timeout:
+        Default timeouts (seconds) of ``call_service`` (10 s) and ``call_service_async`` (30 s).
+    keep_services:
+        Keep services running after a blocking ``submit`` finishes. By default, like SAGE, a
+        batch job's cleanup stops the services (they start again on their next call); the
+        notebook's kernel-resident environment keeps them.
+    max_batch:
+        Most records moved between tasks at once.
+    channel_capacity:
+        Batches a task's input queue holds before its producers wait (backpressure).
+    """
+
+    backend = "base"
+
+    def __init__(
+        self,
+        name: str | None = None,
+        *,
+        sync_timeout: float = DEFAULT_SYNC_TIMEOUT,
+        async_timeout: float = DEFAULT_ASYNC_TIMEOUT,
+        keep_services: bool = False,
+        max_batch: int = 1024,
+        channel_capacity: int = 32,
+        task_factory: ServiceTaskFactory | None = None,
+    ) -> None:
+        self.name = name or f"env{next(_names)}"
+        self.keep_services = keep_services
+        self.max_batch = max_batch
+        self.channel_capacity = channel_capacity
+        self._service_manager = ServiceManager(self.name)
+        self._dispatcher = Dispatcher(
+            self.name,
+            self._service_manager,
+            task_factory=task_factory,
+            sync_timeout=sync_timeout,
+            async_timeout=async_timeout,
+        )
+        self._proxy = self._dispatcher.proxy(owner=f"environment {self.name}")
+        self._job_manager = JobManager(self.name)
+        self.pipeline: list[Transformation] = []
+        self._closed = False
+        self._lock = threading.Lock()
+        _open_environments.add(self)
+
+    # -- services --------------------------------------------------------------------------
+    def register_service(
+        self,
+        name: str,
+        service_class: Any = None,
+        *ctor_args: Any,
+        replace: bool = False,
+        concurrency: int = 1,
+        **ctor_kwargs: Any,
+    ) -> Any:
+        """Register a service under ``name``: a class, a function (it becomes ``process``) or
+        an object with methods. Works as a call or as a decorator.
+
+        ``register_service("cache", LRUCache, 1024, ttl=30)`` builds ``LRUCache(1024, ttl=30)``
+        when the service starts; ``@env.register_service("profile")`` above a class or function
+        registers it and returns it unchanged. A name that exists raises
+        ``ServiceExistsError`` unless ``replace=True``, which swaps a running service in place
+        without losing queued requests. ``concurrency`` is the number of worker threads.
+        """
+        if not isinstance(name, str) or not name.isidentifier():
+            raise ValueError(
+                f"a service name must be a Python identifier such as 'profile', got {name!r}"
+            )
+        if service_class is None:
+            if ctor_args or ctor_kwargs:
+                raise TypeError("constructor arguments need the class: register_service(name, cls, *args)")
+
+            def decorate(target: T) -> T:
+                self.register_service(name, target, replace=replace, concurrency=concurrency)
+                return target
+
+            return decorate
+        factory = ServiceFactory(
+            name, service_class, tuple(ctor_args), dict(ctor_kwargs), concurrency=concurrency
+        )
+        self._dispatcher.register(factory, replace=replace)
+        return service_class
+
+    def unregister_service(self, name: str, timeout: float | None = 5.0) -> None:
+        """Stop service ``name`` (its ``close()`` runs) and forget it."""
+        self._dispatcher.unregister(name, timeout)
+
+    @property
+    def services(self) -> list[str]:
+        """The registered service names."""
+        return self._dispatcher.names()
+
+    def call_service(
+        self,
+        name: str,
+        *args: Any,
+        timeout: float | None = None,
+        method: str | None = None,
+        **kwargs: Any,
+    ) -> Any:
+        """Call a service from a script or a cell and wait for its result.
+
+        The service starts if it is not running. See ``ProxyManager.call_service`` for the
+        errors.
+        """
+        return self._proxy.call_service(name, *args, timeout=timeout, method=method, **kwargs)
+
+    def call_service_async(
+        self,
+        name: str,
+        *args: Any,
+        timeout: float | None = None,
+        method: str | None = None,
+        **kwargs: Any,
+    ) -> ServiceFuture:
+        """Call a service without waiting: returns a ``ServiceFuture`` (``.result()`` or
+        ``await``) that fails with ``ServiceTimeoutError`` after ``timeout`` (default 30 s)."""
+        return self._proxy.call_service_async(
+            name, *args, timeout=timeout, method=method, **kwargs
+        )
+
+    # -- pipelines -------------------------------------------------------------------------
+    def _add(self, transformation: Transformation) -> DataStream:
+        if self._closed:
+            raise RuntimeError(f"environment {self.name!r} is closed")
+        self.pipeline.append(transformation)
+        return DataStream(self, transformation)
+
+    def from_batch(self, source: Any, *, name: str | None = None) -> DataStream:
+        """A finite source: a list or any iterable, or a ``BatchFunction`` (class or instance)
+        whose ``execute()`` returns records until it returns None."""
+        _check_source(source, "from_batch")
+        return self._add(Transformation("source", None, [], source=source, name=name or "from_batch"))
+
+    def from_collection(self, collection: Iterable[Any], *, name: str | None = None) -> DataStream:
+        """A finite source over a collection (same as ``from_batch`` with data)."""
+        return self.from_batch(collection, name=name or "from_collection")
+
+    def from_source(self, source: Any, *, name: str | None = None) -> DataStream:
+        """A stream source: a ``SourceFunction`` (class or instance), a callable or an iterable.
+
+        ``execute()`` (or the callable) is called for each record; returning ``StopSignal`` or
+        raising ``StopIteration`` ends the stream. An endless source runs until the job is
+        stopped.
+        """
+        _check_source(source, "from_source")
+        return self._add(
+            Transformation("source", None, [], source=source, name=name or "from_source")
+        )
+
+    def clear_pipeline(self) -> None:
+        """Forget the pipeline built so far (services stay registered)."""
+        self.pipeline = []
+
+    def submit(self, autostop: bool = True) -> Job:
+        """Run the pipeline.
+
+        With ``autostop=True`` (the default) wait until the job ends: every record of a finite
+        source reached every sink (an endless source runs until stopped or interrupted). Then
+        clean up and return the ``Job``; raise the operator's error if it failed.
+        With ``autostop=False`` return the running ``Job`` at once; a finite job still
+        finishes by itself when drained.
+
+        Ctrl-C (``KeyboardInterrupt``) while waiting stops the job, then re-raises.
+        """
+        job = self.start_job()
+        if not autostop:
+            return job
+        try:
+            job.wait()
+        except BaseException:  # KeyboardInterrupt: stop cleanly, then let it propagate
+            job.stop(timeout=2.0)
+            raise
+        finally:
+            if job.done and not self.keep_services:
+                self._dispatcher.stop_services()
+        job.raise_for_error()
+        return job
+
+    def start_job(self) -> Job:
+        """Compile the pipeline, deploy the services and start a job; do not wait."""
+        if self._closed:
+            raise RuntimeError(f"environment {self.name!r} is closed; create a new one")
+        self._dispatcher.start_all()
+        job = self._job_manager.create_job(
+            self.pipeline,
+            services=self._dispatcher.contexts(),
+            proxy_factory=self._operator_proxy,
+            channel_capacity=self.channel_capacity,
+            max_batch=self.max_batch,
+        )
+        job.start()
+        return job
+
+    def _operator_proxy(self, node: Any, job: Job) -> ProxyManager:
+        return self._dispatcher.proxy(
+            owner=node.label,
+            cancelled=lambda: job.stopping,
+            on_resolve=node.calls.add,
+        )
+
+    @property
+    def jobs(self) -> list[Job]:
+        """Every job submitted from this environment, oldest first."""
+        return list(self._job_manager.jobs)
+
+    # -- lifecycle -------------------------------------------------------------------------
+    def stop(self, timeout: float | None = 5.0) -> bool:
+        """Stop running jobs and services; the environment stays usable (services restart
+        on their next call). True if everything stopped within ``timeout``."""
+        ok = self._job_manager.stop_all(timeout)
+        return self._dispatcher.stop_services(timeout) and ok
+
+    def close(self, timeout: float | None = 5.0) -> bool:
+        """Stop everything for good: jobs, services (their ``close()`` runs), threads."""
+        with self._lock:
+            if self._closed:
+                return True
+            self._closed = True
+        ok = self._job_manager.stop_all(timeout)
+        ok = self._dispatcher.close(timeout) and ok
+        _open_environments.discard(self)
+        return ok
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def __enter__(self: T) -> T:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- observation -----------------------------------------------------------------------
+    def statistics(self) -> EnvironmentStatistics:
+        """Plain data: every service's and job's statistics."""
+        return EnvironmentStatistics(
+            name=self.name,
+            closed=self._closed,
+            services=tuple(self._dispatcher.statistics()),
+            jobs=tuple(j.statistics() for j in self._job_manager.jobs),
+        )
+
+    def threads(self) -> list[threading.Thread]:
+        """Threads this environment owns that are alive now."""
+        found = self._dispatcher.threads()
+        for job in self._job_manager.jobs:
+            found += [t.thread for t in job.tasks if t.thread.is_alive()]
+        return found
+
+    def __repr__(self) -> str:
+        state = "closed" if self._closed else f"{len(self.services)} services"
+        running = len(self._job_manager.running())
+        jobs = f", {running} running job{'s' if running != 1 else ''}" if running else ""
+        return f"<{type(self).__name__} {self.name!r} ({self.backend}): {state}{jobs}>"
+
+
+class LocalEnvironment(BaseEnvironment):
+    """Runs services and operators on daemon threads of this process."""
+
+    backend = "threads"
+
+
+def _check_source(source: Any, where: str) -> None:
+    if inspect.isclass(source) or callable(getattr(source, "execute", None)) or callable(source):
+        return
+    if isinstance(source, (str, bytes)):
+        raise TypeError(f"{where} got a {type(source).__name__}; pass a list of records instead")
+    try:
+        iter(source)
+    except TypeError:
+        raise TypeError(
+            f"{where} needs an iterable of records or a source function, "
+            f"got {type(source).__name__}: {source!r}"
+        ) from None
+
+

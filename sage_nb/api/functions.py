@@ -1,0 +1,269 @@
+"""Base classes for the functions users write, and how anything callable becomes one.
+
+Wherever a function is expected, sage_nb accepts a subclass of one of these classes, an instance
+of one, or a plain callable::
+
+    stream.map(Enrich)          # a class: instantiated once per parallel instance
+    stream.map(Enrich())        # an instance: used as is (copied for parallelism > 1)
+    stream.map(lambda r: r + 1) # a plain callable
+
+Functions may define ``setup()`` and ``close()``; they run on the operator's thread before the
+first record and after the last. Inside ``execute``, ``self.call_service(...)`` calls a service.
+"""
+
+from __future__ import annotations
+
+import copy
+import inspect
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from ..runtime.proxy import ProxyManager
+    from ..runtime.service.service_manager import ServiceFuture
+
+__all__ = [
+    "BaseFunction",
+    "BatchFunction",
+    "CoMapFunction",
+    "FilterFunction",
+    "FlatMapFunction",
+    "JoinFunction",
+    "KeyByFunction",
+    "MapFunction",
+    "SinkFunction",
+    "SourceFunction",
+    "StopSignal",
+]
+
+
+class StopSignal:
+    """Return this (the class or an instance) from ``SourceFunction.execute`` to end a stream."""
+
+
+class BaseFunction:
+    """Base of every user function: gives it ``ctx`` and the service call helpers.
+
+    ``ctx`` is set when the job starts: ``ctx.name`` (the operator), ``ctx.index`` and
+    ``ctx.parallelism`` (which parallel instance this is).
+    """
+
+    ctx: Any = None
+
+    def call_service(
+        self,
+        name: str,
+        *args: Any,
+        timeout: float | None = None,
+        method: str | None = None,
+        **kwargs: Any,
+    ) -> Any:
+        """Call service ``name`` and wait for the result (see ``ProxyManager.call_service``)."""
+        return _proxy_of(self).call_service(name, *args, timeout=timeout, method=method, **kwargs)
+
+    def call_service_async(
+        self,
+        name: str,
+        *args: Any,
+        timeout: float | None = None,
+        method: str | None = None,
+        **kwargs: Any,
+    ) -> ServiceFuture:
+        """Call service ``name`` without waiting; returns an awaitable ``ServiceFuture``."""
+        return _proxy_of(self).call_service_async(
+            name, *args, timeout=timeout, method=method, **kwargs
+        )
+
+
+def _proxy_of(fn: Any) -> ProxyManager:
+    ctx = getattr(fn, "ctx", None)
+    if ctx is None:
+        raise RuntimeError(
+            f"{type(fn).__name__} is not running in a job, so it cannot call services; "
+            f"use env.call_service(...) outside a pipeline"
+        )
+    return ctx.proxy  # type: ignore[no-any-return]
+
+
+class MapFunction(BaseFunction):
+    """One record in, one record out: implement ``execute(data) -> result``."""
+
+    def execute(self, data: Any) -> Any:
+        raise NotImplementedError(f"{type(self).__name__} must implement execute(data)")
+
+
+class FilterFunction(BaseFunction):
+    """Keep the records for which ``execute(data)`` is true."""
+
+    def execute(self, data: Any) -> bool:
+        raise NotImplementedError(f"{type(self).__name__} must implement execute(data)")
+
+
+class FlatMapFunction(BaseFunction):
+    """One record in, any number out: ``execute(data)`` returns an iterable (or None)."""
+
+    def execute(self, data: Any) -> Iterable[Any] | None:
+        raise NotImplementedError(f"{type(self).__name__} must implement execute(data)")
+
+
+class SinkFunction(BaseFunction):
+    """Consumes records: ``execute(data)``; its return value is ignored."""
+
+    def execute(self, data: Any) -> None:
+        raise NotImplementedError(f"{type(self).__name__} must implement execute(data)")
+
+
+class KeyByFunction(BaseFunction):
+    """``execute(data)`` returns the record's key; records with one key meet one instance."""
+
+    def execute(self, data: Any) -> Any:
+        raise NotImplementedError(f"{type(self).__name__} must implement execute(data)")
+
+
+class SourceFunction(BaseFunction):
+    """An unbounded source: ``execute()`` returns the next record each time it is called.
+
+    Return ``StopSignal`` (or raise ``StopIteration``) to end the stream. ``execute`` may block
+    while it waits for data; ``job.stop()`` takes effect after it returns.
+    """
+
+    def execute(self) -> Any:
+        raise NotImplementedError(f"{type(self).__name__} must implement execute()")
+
+
+class BatchFunction(BaseFunction):
+    """A finite source: ``execute()`` returns the next record, or ``None`` when exhausted.
+
+    Define ``__len__`` to let progress displays show a total.
+    """
+
+    def execute(self) -> Any:
+        raise NotImplementedError(f"{type(self).__name__} must implement execute()")
+
+
+class CoMapFunction(BaseFunction):
+    """For connected streams: ``map0(data)`` handles the first stream, ``map1(data)`` the second.
+
+    More streams connected in a row use ``map2``, ``map3`` and so on.
+    """
+
+    def map0(self, data: Any) -> Any:
+        raise NotImplementedError(f"{type(self).__name__} must implement map0(data)")
+
+    def map1(self, data: Any) -> Any:
+        raise NotImplementedError(f"{type(self).__name__} must implement map1(data)")
+
+
+class JoinFunction(BaseFunction):
+    """A keyed join of two connected, keyed streams.
+
+    ``execute(payload, key, tag)`` is called for every record (``tag`` is 0 for the first stream,
+    1 for the second) and returns an iterable of results (or None). The default implementation
+    is an inner symmetric hash join: it remembers every record per key and side, and for each new
+    record emits ``join(left, right)`` with every remembered record of the other side. Override
+    ``join`` for the usual case, or ``execute`` for windows, outer joins or expiry.
+    """
+
+    def __init__(self) -> None:
+        self._seen: dict[Any, tuple[list[Any], list[Any]]] = {}
+
+    def join(self, left: Any, right: Any) -> Any:
+        return (left, right)
+
+    def execute(self, payload: Any, key: Any, tag: int) -> Iterable[Any] | None:
+        seen = self.__dict__.get("_seen")
+        if seen is None:  # a subclass __init__ that did not call super().__init__()
+            seen = self._seen = {}
+        sides = seen.get(key)
+        if sides is None:
+            sides = seen[key] = ([], [])
+        sides[tag].append(payload)
+        if tag == 0:
+            return [self.join(payload, other) for other in sides[1]]
+        return [self.join(other, payload) for other in sides[0]]
+
+
+class _CallableJoin(JoinFunction):
+    """``join(fn)`` with a plain callable ``fn(left, right)``."""
+
+    def __init__(self, fn: Callable[[Any, Any], Any]) -> None:
+        super().__init__()
+        self._fn = fn
+
+    def join(self, left: Any, right: Any) -> Any:
+        return self._fn(left, right)
+
+
+#: The method a function of each kind implements.
+ENTRY_POINTS = {
+    "map": "execute",
+    "filter": "execute",
+    "flatmap": "execute",
+    "sink": "execute",
+    "keyby": "execute",
+    "source": "execute",
+    "batch": "execute",
+    "comap": "map0",
+    "join": "execute",
+}
+
+
+def describe(spec: Any) -> str:
+    """A short human name for a function spec: class name, function name or repr."""
+    if inspect.isclass(spec):
+        return spec.__name__
+    name = getattr(spec, "__name__", None)
+    if name == "<lambda>":
+        return "lambda"
+    if name is not None:
+        return str(name)
+    return type(spec).__name__
+
+
+class FunctionFactory:
+    """Turns what a user passed (class, instance or callable) into per-instance functions.
+
+    ``create(index)`` returns the object whose entry point the runtime calls: a fresh instance of
+    a class, the given instance (a copy for every parallel instance after the first), or the
+    callable itself (plain callables are shared).
+    """
+
+    def __init__(self, kind: str, spec: Any) -> None:
+        self.kind = kind
+        self.spec = spec
+        self.name = describe(spec)
+        entry = ENTRY_POINTS[kind]
+        if kind == "join" and not _has(spec, "execute"):
+            if not callable(spec):
+                raise TypeError(f"join needs a JoinFunction or a callable (left, right), got {spec!r}")
+            self.spec = _CallableJoin(spec)
+        elif inspect.isclass(spec):
+            if not _has(spec, entry):
+                raise TypeError(
+                    f"{spec.__name__} cannot be used for {kind}: it has no {entry}() method"
+                )
+        elif not _has(spec, entry) and not callable(spec):
+            raise TypeError(
+                f"{kind} needs a function, a class with {entry}() or an instance of one; "
+                f"got {type(spec).__name__}: {spec!r}"
+            )
+
+    def create(self, index: int) -> Any:
+        spec = self.spec
+        if inspect.isclass(spec):
+            return spec()
+        if _has(spec, ENTRY_POINTS[self.kind]) and not inspect.isroutine(spec):
+            return spec if index == 0 else copy.deepcopy(spec)
+        return spec
+
+    def entry(self, fn: Any, name: str | None = None) -> Callable[..., Any]:
+        """The callable for records: ``fn.execute`` (or ``name``) for objects, else ``fn``."""
+        method = name or ENTRY_POINTS[self.kind]
+        if not inspect.isroutine(fn) and _has(fn, method):
+            return getattr(fn, method)  # type: ignore[no-any-return]
+        return fn  # type: ignore[no-any-return]
+
+
+def _has(obj: Any, method: str) -> bool:
+    attr = getattr(obj, method, None)
+    return callable(attr)

@@ -1,0 +1,200 @@
+"""Compiles one region instance (operators chained into a task) into plain Python loops.
+
+For ``from_batch → map(f) → filter(p) → keyby(k) → …`` the source's task runs::
+
+    def port0(batch):
+        o1 = [[] for _ in range(2)]; a1 = [l.append for l in o1]
+        c7 = 0
+        r = None
+        try:
+            for r in batch:
+                r = f3(r)                      # map(f)
+                if f5(r):                      # filter(p)
+                    c7 += 1
+                    a1[hash(k9(r)) % 2](r)     # keyed edge to the next task
+        except BaseException as exc:
+            fail(exc, r)
+        return (o1,), (c7,)
+
+so a record costs what a hand-written loop costs: no per-record queue, no per-operator frame, no
+per-record counter except after filters and flatmaps. Per-node counts are derived per batch from
+the batch size and those counters. When a function raises, the line it raised on names the
+operator and ``r`` is the record it was given, for ``OperatorError``.
+"""
+
+from __future__ import annotations
+
+import linecache
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, NoReturn
+
+from ..errors import JobCancelledError, OperatorError
+from .channel import ChannelClosed
+
+if TYPE_CHECKING:
+    from .graph import DataEdge, NodeCounters, OperatorNode, Region
+
+__all__ = ["ChainProgram"]
+
+PortFunction = Callable[[list[Any]], tuple[tuple[Any, ...], tuple[int, ...]]]
+
+
+class ChainProgram:
+    """The compiled loops of one parallel instance of a region.
+
+    Attributes
+    ----------
+    ports:
+        ``ports[p](batch) -> (outputs, counters)`` processes a batch arriving on input port
+        ``p`` (a source region has one port, fed by the source).
+    out_edges:
+        The remote edges, in the order of ``outputs``. For a keyed edge to ``n`` instances the
+        output is a list of ``n`` lists, otherwise one list.
+    """
+
+    def __init__(self, region: Region, index: int, fns: dict[int, Any]) -> None:
+        self.region = region
+        self.index = index
+        self.out_edges: list[DataEdge] = [
+            e for n in region.nodes for e in n.outputs if not e.chained
+        ]
+        self._counted: list[OperatorNode] = [
+            n for n in region.nodes if n.kind in ("filter", "flatmap", "join")
+        ]
+        self._filename = f"<sage_nb chain {region.label}#{index}>"
+        self._ns: dict[str, Any] = {"fail": self._fail}
+        self._line_labels: dict[int, str] = {}
+        self._fns = fns
+        self._lines: list[str] = []
+        head = region.head
+        n_ports = len(head.inputs) if head.kind in ("comap", "join") else 1
+        for port in range(n_ports):
+            self._port_function(port)
+        text = "\n".join(self._lines) + "\n"
+        linecache.cache[self._filename] = (len(text), None, text.splitlines(True), self._filename)
+        exec(compile(text, self._filename, "exec"), self._ns)
+        self.source = text
+        self.ports: list[PortFunction] = [self._ns[f"port{p}"] for p in range(n_ports)]
+        self._plan = self._accounting_plan()
+
+    # -- code generation -------------------------------------------------------------------
+    def _name(self, prefix: str, obj: Any) -> str:
+        name = f"{prefix}{len(self._ns)}"
+        self._ns[name] = obj
+        return name
+
+    def _line(self, indent: int, text: str, label: str | None = None) -> None:
+        self._lines.append("    " * indent + text)
+        if label is not None:  # line numbers are 1-based
+            self._line_labels[len(self._lines)] = label
+
+    def _port_function(self, port: int) -> None:
+        self._line(0, f"def port{port}(batch):")
+        for i, e in enumerate(self.out_edges):
+            n = e.downstream.parallelism
+            if e.partitioning == "keyed":
+                self._line(1, f"o{i} = [[] for _ in range({n})]; a{i} = [l.append for l in o{i}]")
+            else:
+                self._line(1, f"o{i} = []; a{i} = o{i}.append")
+        for n in self._counted:
+            self._line(1, f"c{n.id} = 0")
+        self._line(1, "r = None")
+        self._line(1, "try:")
+        self._line(2, "for r in batch:")
+        before = len(self._lines)
+        self._head(port, 3)
+        if len(self._lines) == before:
+            self._line(3, "pass")
+        self._line(1, "except BaseException as exc:")
+        self._line(2, "fail(exc, r)")
+        outs = "".join(f"o{i}, " for i in range(len(self.out_edges)))
+        counts = "".join(f"c{n.id}, " for n in self._counted)
+        self._line(1, f"return ({outs}), ({counts})")
+
+    def _head(self, port: int, ind: int) -> None:
+        head = self.region.head
+        if head.kind == "source":
+            self._successors(head, ind)
+        elif head.kind == "comap":
+            assert head.factory is not None
+            f = self._name("f", head.factory.entry(self._fns[head.id], f"map{port}"))
+            self._line(ind, f"r = {f}(r)", head.label)
+            self._successors(head, ind)
+        elif head.kind == "join":
+            edge = head.inputs[port]
+            assert edge.key is not None and head.factory is not None
+            f = self._name("f", head.factory.entry(self._fns[head.id]))
+            k = self._name("k", edge.key.entry(edge.key.create(self.index)))
+            self._line(ind, f"for r in {f}(r, {k}(r), {port}) or ():", head.label)
+            self._line(ind + 1, f"c{head.id} += 1")
+            self._successors(head, ind + 1)
+        else:
+            self._stage(head, ind)
+
+    def _stage(self, node: OperatorNode, ind: int) -> None:
+        assert node.factory is not None
+        f = self._name("f", node.factory.entry(self._fns[node.id]))
+        if node.kind == "map":
+            self._line(ind, f"r = {f}(r)", node.label)
+        elif node.kind == "filter":
+            self._line(ind, f"if {f}(r):", node.label)
+            self._line(ind + 1, f"c{node.id} += 1")
+            ind += 1
+        elif node.kind == "flatmap":
+            self._line(ind, f"for r in {f}(r) or ():", node.label)
+            self._line(ind + 1, f"c{node.id} += 1")
+            ind += 1
+        elif node.kind == "sink":
+            self._line(ind, f"{f}(r)", node.label)
+        else:  # pragma: no cover - compile() only chains one-input operators
+            raise AssertionError(f"cannot chain {node.kind}")
+        self._successors(node, ind)
+
+    def _successors(self, node: OperatorNode, ind: int) -> None:
+        edges = node.outputs
+        if len(edges) > 1:
+            self._line(ind, f"r{node.id} = r")
+        for e in edges:
+            if len(edges) > 1:
+                self._line(ind, f"r = r{node.id}")
+            if e.chained:
+                self._stage(e.downstream, ind)
+                continue
+            i = self.out_edges.index(e)
+            if e.partitioning == "keyed":
+                assert e.key is not None
+                k = self._name("k", e.key.entry(e.key.create(self.index)))
+                n = e.downstream.parallelism
+                self._line(ind, f"a{i}[hash({k}(r)) % {n}](r)", f"keyby({e.key.name})")
+            else:
+                self._line(ind, f"a{i}(r)")
+
+    # -- failures --------------------------------------------------------------------------
+    def _fail(self, exc: BaseException, record: Any) -> NoReturn:
+        if isinstance(exc, (JobCancelledError, ChannelClosed, OperatorError)):
+            raise exc
+        tb = exc.__traceback__
+        while tb is not None and tb.tb_frame.f_code.co_filename != self._filename:
+            tb = tb.tb_next
+        label = self._line_labels.get(tb.tb_lineno) if tb is not None else None
+        raise OperatorError(label or self.region.label, record, exc) from exc
+
+    # -- accounting ------------------------------------------------------------------------
+    def _accounting_plan(self) -> list[tuple[NodeCounters, int, int]]:
+        pos = {n.id: i for i, n in enumerate(self.region.nodes)}
+        counted = {n.id: i for i, n in enumerate(self._counted)}
+        plan = []
+        for node in self.region.nodes:
+            parent = -1 if node is self.region.head else pos[node.inputs[0].upstream.id]
+            plan.append((node.counters[self.index], parent, counted.get(node.id, -1)))
+        return plan
+
+    def account(self, size: int, counts: tuple[int, ...]) -> None:
+        """Add one processed batch of ``size`` records to the nodes' counters."""
+        outs = [0] * len(self._plan)
+        for i, (counters, parent, ci) in enumerate(self._plan):
+            n_in = size if parent < 0 else outs[parent]
+            n_out = counts[ci] if ci >= 0 else n_in
+            outs[i] = n_out
+            counters.records_in += n_in
+            counters.records_out += n_out

@@ -1,0 +1,238 @@
+"""``Dispatcher``: deploys an environment's services as service tasks and stops them.
+
+It creates one ``ServiceContext`` per registered name (kept across restarts and swaps, so
+callers' cached contexts stay valid) and a service task for it through a service-task factory:
+``LocalServiceTaskFactory`` by default, the Ray backend's factory for ``RemoteEnvironment``.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, Protocol
+
+from ..errors import ServiceExistsError, ServiceNotFoundError, ServiceUnavailableError
+from .proxy import ProxyManager
+from .service.base_service_task import BaseServiceTask, ServiceFactory, ServiceStatistics
+from .service.context import ServiceContext
+from .service.local_service_task import LocalServiceTask
+from .service.service_manager import ServiceManager
+
+if TYPE_CHECKING:
+    import threading as _threading
+
+__all__ = ["Dispatcher", "LocalServiceTaskFactory", "ServiceTaskFactory"]
+
+log = logging.getLogger(__name__)
+
+
+class ServiceTaskFactory(Protocol):
+    def create_service_task(
+        self, context: ServiceContext, factory: ServiceFactory, proxy: ProxyManager
+    ) -> BaseServiceTask: ...
+
+
+class LocalServiceTaskFactory:
+    """Creates ``LocalServiceTask``s: services on threads of this process."""
+
+    def create_service_task(
+        self, context: ServiceContext, factory: ServiceFactory, proxy: ProxyManager
+    ) -> BaseServiceTask:
+        return LocalServiceTask(context, factory, proxy)
+
+
+class Dispatcher:
+    """Owns the registered services of one environment and their running tasks.
+
+    Thread-safe. Services start on first use (a call, or a job's submit) and stop on
+    ``stop_services`` or ``close``; a stopped service starts again on its next call unless the
+    dispatcher is closed.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        manager: ServiceManager,
+        *,
+        task_factory: ServiceTaskFactory | None = None,
+        sync_timeout: float,
+        async_timeout: float,
+    ) -> None:
+        self.name = name
+        self.manager = manager
+        self.task_factory: ServiceTaskFactory = task_factory or LocalServiceTaskFactory()
+        self.sync_timeout = sync_timeout
+        self.async_timeout = async_timeout
+        # Invariants: _factories, _contexts and _closed change under _lock (re-entrant: a
+        # service's setup() may call another service, which starts it on the same thread).
+        self._lock = threading.RLock()
+        self._factories: dict[str, ServiceFactory] = {}
+        self._contexts: dict[str, ServiceContext] = {}
+        self._closed = False
+
+    # -- registration ----------------------------------------------------------------------
+    def register(self, factory: ServiceFactory, *, replace: bool = False) -> None:
+        """Add a service; with ``replace``, swap a running one in place (see ``swap``)."""
+        with self._lock:
+            self._check_open()
+            if factory.name in self._factories and not replace:
+                raise ServiceExistsError(factory.name)
+            ctx = self._contexts.get(factory.name)
+            task = ctx.task if ctx is not None else None
+            if ctx is not None and ctx.accepting and task is not None:
+                task.swap(factory)
+            self._factories[factory.name] = factory
+
+    def unregister(self, name: str, timeout: float | None = 5.0) -> None:
+        with self._lock:
+            if name not in self._factories:
+                raise ServiceNotFoundError(name, self._factories)
+            self.stop_service(name, timeout)
+            del self._factories[name]
+            self._contexts.pop(name, None)
+
+    def names(self) -> list[str]:
+        with self._lock:
+            return sorted(self._factories)
+
+    def factory(self, name: str) -> ServiceFactory:
+        with self._lock:
+            found = self._factories.get(name)
+        if found is None:
+            raise ServiceNotFoundError(name, self.names())
+        return found
+
+    # -- deployment ------------------------------------------------------------------------
+    def ensure_service(self, name: str) -> ServiceContext:
+        """The running context of ``name``, starting its task first if needed."""
+        ctx = self._contexts.get(name)
+        if ctx is not None and ctx.accepting:
+            return ctx
+        with self._lock:
+            self._check_open()
+            factory = self._factories.get(name)
+            if factory is None:
+                raise ServiceNotFoundError(name, self._factories)
+            ctx = self._contexts.get(name)
+            if ctx is None:
+                ctx = self._contexts[name] = ServiceContext(name, self.name)
+            if ctx.accepting:
+                return ctx
+            proxy = self.proxy(owner=f"service {name}")
+            task = self.task_factory.create_service_task(ctx, factory, proxy)
+            try:
+                task.start()
+            except Exception as exc:
+                msg = (
+                    f"service {name!r} failed to start: {type(exc).__name__}: {exc}; "
+                    f"fix its constructor or setup() and register it again"
+                )
+                raise ServiceUnavailableError(msg) from exc
+            return ctx
+
+    def start_all(self) -> None:
+        for name in self.names():
+            self.ensure_service(name)
+
+    def proxy(
+        self,
+        owner: str = "",
+        *,
+        cancelled: Callable[[], bool] | None = None,
+        on_resolve: Callable[[str], None] | None = None,
+    ) -> ProxyManager:
+        """A ``ProxyManager`` whose lookups start services on demand."""
+        resolve = self.ensure_service
+        if on_resolve is not None:
+
+            def resolve(name: str) -> ServiceContext:
+                ctx = self.ensure_service(name)
+                on_resolve(name)
+                return ctx
+
+        return ProxyManager(
+            self.manager,
+            resolve,
+            sync_timeout=self.sync_timeout,
+            async_timeout=self.async_timeout,
+            cancelled=cancelled,
+            owner=owner,
+        )
+
+    def stop_service(self, name: str, timeout: float | None = 5.0, *, drain: bool = True) -> bool:
+        with self._lock:
+            ctx = self._contexts.get(name)
+        if ctx is None or ctx.task is None:
+            return True
+        return ctx.task.stop(timeout, drain=drain)
+
+    def stop_services(self, timeout: float | None = 5.0, *, drain: bool = True) -> bool:
+        """Stop every running service; True if all stopped within ``timeout``."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        ok = True
+        with self._lock:
+            contexts = list(self._contexts.values())
+        for ctx in contexts:
+            left = None if deadline is None else max(0.1, deadline - time.monotonic())
+            if ctx.task is not None:
+                ok = ctx.task.stop(left, drain=drain) and ok
+        return ok
+
+    def close(self, timeout: float | None = 5.0) -> bool:
+        """Stop every service for good; later calls raise ``ServiceUnavailableError``."""
+        with self._lock:
+            self._closed = True
+        ok = self.stop_services(timeout, drain=False)
+        self.manager.close()
+        return ok
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise ServiceUnavailableError(
+                f"environment {self.name!r} is closed; create a new one to call services"
+            )
+
+    # -- observation -----------------------------------------------------------------------
+    def contexts(self) -> dict[str, ServiceContext]:
+        with self._lock:
+            return dict(self._contexts)
+
+    def statistics(self) -> list[ServiceStatistics]:
+        stats = []
+        with self._lock:
+            items = [(n, self._contexts.get(n)) for n in sorted(self._factories)]
+        for name, ctx in items:
+            if ctx is not None and ctx.task is not None:
+                stats.append(ctx.task.statistics())
+            else:
+                stats.append(_idle_statistics(name, self._factories[name]))
+        return stats
+
+    def threads(self) -> list[_threading.Thread]:
+        found: list[Any] = []
+        for ctx in self.contexts().values():
+            threads = getattr(ctx.task, "threads", None)
+            if callable(threads):
+                found += threads()
+        return found
+
+
+def _idle_statistics(name: str, factory: ServiceFactory) -> ServiceStatistics:
+    return ServiceStatistics(
+        name=name,
+        state="registered",
+        backend="-",
+        workers=0,
+        version=0,
+        queued=0,
+        in_flight=0,
+        done=0,
+        failed=0,
+        timed_out=0,
+        cancelled=0,
+        p50=None,
+        p95=None,
+        p99=None,
+    )

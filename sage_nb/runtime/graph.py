@@ -1,0 +1,231 @@
+"""``ExecutionGraph``: a pipeline compiled for one job.
+
+Compilation turns the environment's ``Transformation`` nodes into:
+
+- ``OperatorNode``: one per source or operator (``keyby`` is not a node: it marks the edge after
+  it as partitioned by key);
+- ``DataEdge``: upstream node → downstream node input port, forward or keyed;
+- ``Region``: operators *chained* into one task, the way Flink chains operators: a downstream
+  node joins its upstream's region when both have the same parallelism, it has one input, and the
+  edge does not repartition. Each region runs as ``parallelism`` task threads and records move
+  inside it by plain function calls, a batch at a time; only edges between regions cross a
+  queue.
+
+It also lists the environment's services (one ``ServiceContext`` each, see
+``runtime/service/context.py``) so displays can show who calls whom.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from .service.context import ServiceContext
+
+if TYPE_CHECKING:
+    from ..api.datastream import Transformation
+    from ..api.functions import FunctionFactory
+
+__all__ = [
+    "DataEdge",
+    "ExecutionGraph",
+    "NodeCounters",
+    "NodeStatistics",
+    "OperatorNode",
+    "Region",
+    "ServiceContext",
+]
+
+
+class NodeCounters:
+    """Records in and out of one parallel instance of a node; written only by its task."""
+
+    __slots__ = ("records_in", "records_out")
+
+    def __init__(self) -> None:
+        self.records_in = 0
+        self.records_out = 0
+
+
+@dataclass(frozen=True)
+class NodeStatistics:
+    """A snapshot of one operator node over all its parallel instances."""
+
+    id: int
+    label: str
+    kind: str
+    parallelism: int
+    records_in: int
+    records_out: int
+    total: int | None  # sources: how many records they will produce, when known
+    calls: tuple[str, ...]  # services this node has called so far
+
+
+class OperatorNode:
+    """A source or an operator of a job, with one ``NodeCounters`` per parallel instance."""
+
+    def __init__(self, transformation: Transformation) -> None:
+        t = transformation
+        self.id = t.id
+        self.kind = t.kind
+        self.label = t.label
+        self.parallelism = t.parallelism
+        self.factory: FunctionFactory | None = t.factory
+        self.transformation = t
+        self.inputs: list[DataEdge] = []
+        self.outputs: list[DataEdge] = []
+        self.counters = [NodeCounters() for _ in range(t.parallelism)]
+        self.region: Region | None = None
+        self.total: int | None = None
+        #: Services called by any instance, found at run time by the instances' proxies.
+        self.calls: set[str] = set()
+
+    def statistics(self) -> NodeStatistics:
+        return NodeStatistics(
+            id=self.id,
+            label=self.label,
+            kind=self.kind,
+            parallelism=self.parallelism,
+            records_in=sum(c.records_in for c in self.counters),
+            records_out=sum(c.records_out for c in self.counters),
+            total=self.total,
+            calls=tuple(sorted(self.calls)),
+        )
+
+    def __repr__(self) -> str:
+        par = f" x{self.parallelism}" if self.parallelism > 1 else ""
+        return f"<OperatorNode {self.label}{par}>"
+
+
+@dataclass(eq=False)
+class DataEdge:
+    """Records from ``upstream`` to input ``port`` of ``downstream``.
+
+    ``key`` partitions the records by key (after ``keyby``); ``chained`` edges stay inside one
+    region and are function calls, the others cross a bounded queue in batches.
+    """
+
+    upstream: OperatorNode
+    downstream: OperatorNode
+    port: int
+    key: FunctionFactory | None
+    chained: bool = False
+    #: Records sent across this edge (remote edges only), updated per batch by the sender.
+    records: list[int] = field(default_factory=lambda: [0])
+
+    @property
+    def partitioning(self) -> str:
+        if self.chained:
+            return "chained"
+        return "keyed" if self.key is not None and self.downstream.parallelism > 1 else "forward"
+
+
+class Region:
+    """Operators chained into one task: ``head`` and the nodes reached by chained edges."""
+
+    def __init__(self, index: int, head: OperatorNode) -> None:
+        self.index = index
+        self.head = head
+        self.parallelism = head.parallelism
+        self.nodes: list[OperatorNode] = []  # topological order, head first
+        self.remote_inputs: list[DataEdge] = []
+
+    @property
+    def label(self) -> str:
+        return self.head.label if len(self.nodes) == 1 else f"{self.head.label}..{self.nodes[-1].label}"
+
+    @property
+    def is_source(self) -> bool:
+        return self.head.kind == "source"
+
+    def __repr__(self) -> str:
+        return f"<Region {[n.label for n in self.nodes]} x{self.parallelism}>"
+
+
+class ExecutionGraph:
+    """Nodes, edges and regions of one job, plus the environment's service contexts."""
+
+    def __init__(
+        self,
+        nodes: Sequence[OperatorNode],
+        edges: Sequence[DataEdge],
+        regions: Sequence[Region],
+        services: dict[str, ServiceContext] | None = None,
+    ) -> None:
+        self.nodes = list(nodes)
+        self.edges = list(edges)
+        self.regions = list(regions)
+        self.services = dict(services or {})
+
+    @classmethod
+    def compile(
+        cls,
+        transformations: Sequence[Transformation],
+        services: dict[str, ServiceContext] | None = None,
+    ) -> ExecutionGraph:
+        """Build the graph of ``transformations`` (in the order they were added)."""
+        nodes: dict[int, OperatorNode] = {}
+        for t in transformations:
+            if t.kind != "keyby":
+                nodes[t.id] = OperatorNode(t)
+        if not any(n.kind == "source" for n in nodes.values()):
+            raise ValueError(
+                "the pipeline has no source; start one with env.from_batch(data) "
+                "or env.from_source(fn)"
+            )
+
+        def real(t: Transformation) -> Transformation:
+            while t.kind == "keyby":
+                t = t.inputs[0]
+            return t
+
+        edges: list[DataEdge] = []
+        for t in transformations:
+            if t.kind == "keyby":
+                continue
+            down = nodes[t.id]
+            for port, (up_t, key) in enumerate(zip(t.inputs, t.input_keys)):
+                up = nodes[real(up_t).id]
+                edge = DataEdge(up, down, port, key)
+                edge.chained = (
+                    len(t.inputs) == 1
+                    and up.parallelism == down.parallelism
+                    and (key is None or down.parallelism == 1)
+                )
+                up.outputs.append(edge)
+                down.inputs.append(edge)
+                edges.append(edge)
+
+        regions: list[Region] = []
+        for node in nodes.values():  # insertion order is topological: inputs come first
+            chained_in = [e for e in node.inputs if e.chained]
+            if chained_in:
+                region = chained_in[0].upstream.region
+                assert region is not None
+            else:
+                region = Region(len(regions), node)
+                region.remote_inputs = list(node.inputs)
+                regions.append(region)
+            node.region = region
+            region.nodes.append(node)
+        return cls(list(nodes.values()), edges, regions, services)
+
+    def node_statistics(self) -> list[NodeStatistics]:
+        return [n.statistics() for n in self.nodes]
+
+    def describe(self) -> str:
+        """A one-line text picture: ``from_batch -> map(Enrich) -> sink(print)``."""
+        parts = []
+        for node in self.nodes:
+            par = f" x{node.parallelism}" if node.parallelism > 1 else ""
+            ins = ", ".join(
+                f"{e.upstream.label}{'~' if e.partitioning == 'keyed' else ''}" for e in node.inputs
+            )
+            parts.append(f"{ins} -> {node.label}{par}" if ins else f"{node.label}{par}")
+        return "; ".join(parts)
+
+    def __repr__(self) -> str:
+        return f"<ExecutionGraph {len(self.nodes)} nodes in {len(self.regions)} tasks: {self.describe()}>"
+
+

@@ -1,0 +1,267 @@
+"""``JobManager`` compiles and starts jobs; ``Job`` is the handle a user waits on or stops.
+
+::
+
+    env.submit() ─▶ JobManager.submit ─▶ ExecutionGraph.compile ─▶ Job(graph)
+                                              Job.start ─▶ OperatorTask threads
+    last task to finish ─▶ Job._task_done ─▶ status, done event ─▶ job.wait() returns True
+    a task raises ─────▶ Job._fail ─▶ stop every task (channels closed) ─▶ status "failed"
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from ..errors import JobFailedError
+from .graph import ExecutionGraph, NodeStatistics, OperatorNode
+from .tasks import OperatorTask
+
+if TYPE_CHECKING:
+    from .proxy import ProxyManager
+
+__all__ = ["Job", "JobManager", "JobStatistics"]
+
+log = logging.getLogger(__name__)
+
+_job_ids = itertools.count(1)
+
+
+@dataclass(frozen=True)
+class JobStatistics:
+    """A snapshot of a job: its state, timing and every node's counts.
+
+    ``done`` and ``total`` sum the records read by the sources and, where known, how many they
+    will read (``total`` is None when a source's length is unknown).
+    """
+
+    name: str
+    status: str
+    elapsed: float
+    done: int
+    total: int | None
+    nodes: tuple[NodeStatistics, ...]
+    error: str | None
+
+
+class Job:
+    """A submitted pipeline: wait for it, stop it, inspect it.
+
+    ``status`` is one of ``"running"``, ``"finished"``, ``"stopped"`` and ``"failed"``;
+    ``error`` holds the exception of a failed job.
+    """
+
+    def __init__(
+        self,
+        graph: ExecutionGraph,
+        *,
+        name: str,
+        proxy_factory: Callable[[OperatorNode, Job], ProxyManager],
+        channel_capacity: int = 32,
+        max_batch: int = 1024,
+        on_done: Callable[[Job], None] | None = None,
+    ) -> None:
+        self.name = name
+        self.graph = graph
+        self.max_batch = max_batch
+        #: Read by tasks between batches and by operators' service calls: stop now.
+        self.stopping = False
+        self.status = "created"
+        self.error: BaseException | None = None
+        self.started_at: float | None = None
+        self.ended_at: float | None = None
+        self._proxy_factory = proxy_factory
+        self._on_done = on_done
+        # Invariants: _remaining, _final and status change under _lock; _done is set exactly
+        # once, after status reached its final value.
+        self._lock = threading.Lock()
+        self._done = threading.Event()
+        self._final: str | None = None
+        self.tasks = [
+            OperatorTask(self, region, i, channel_capacity)
+            for region in graph.regions
+            for i in range(region.parallelism)
+        ]
+        by_node = {
+            r.head.id: [t for t in self.tasks if t.region is r] for r in graph.regions
+        }
+        for task in self.tasks:
+            task.targets = [by_node[e.downstream.id] for e in task.program.out_edges]
+        self._remaining = len(self.tasks)
+
+    # -- lifecycle -------------------------------------------------------------------------
+    def start(self) -> None:
+        with self._lock:
+            if self.status != "created":
+                raise RuntimeError(f"job {self.name!r} was already started")
+            self.status = "running"
+            self.started_at = time.monotonic()
+        for task in self.tasks:
+            task.start()
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Wait until the job has ended; True if it did, False if ``timeout`` passed first.
+
+        A job ends when every record reached every sink (finite sources), when it is stopped,
+        or when an operator fails (``status == "failed"``, the error in ``error``).
+        """
+        if not self._done.wait(timeout):
+            return False
+        for task in self.tasks:  # the last task sets the event just before it exits
+            if task.thread is not threading.current_thread():
+                task.thread.join(1.0)
+        return True
+
+    def stop(self, timeout: float | None = 5.0) -> bool:
+        """Stop the job: sources stop reading, tasks stop after their current record or batch.
+
+        Returns True once every task has ended, False if one is still busy after ``timeout``
+        (for example inside a function that never returns; its thread is a daemon).
+        """
+        self._request_stop("stopped")
+        return self.wait(timeout)
+
+    def _request_stop(self, status: str) -> None:
+        with self._lock:
+            if self._final is None and not self._done.is_set():
+                self._final = status
+            self.stopping = True
+        for task in self.tasks:
+            task.abort()
+
+    def _fail(self, exc: BaseException) -> None:
+        with self._lock:
+            first = self.error is None and self._final is None
+            if first:
+                self.error = exc
+        if first:
+            self._request_stop("failed")
+
+    def _task_done(self, task: OperatorTask) -> None:
+        with self._lock:
+            self._remaining -= 1
+            if self._remaining:
+                return
+            self.status = self._final or "finished"
+            self.ended_at = time.monotonic()
+        self._done.set()
+        if self._on_done is not None:
+            try:
+                self._on_done(self)
+            except Exception:
+                log.exception("cleanup after job %r failed", self.name)
+
+    def _proxy_for(self, node: OperatorNode) -> ProxyManager:
+        return self._proxy_factory(node, self)
+
+    # -- observation -----------------------------------------------------------------------
+    @property
+    def done(self) -> bool:
+        return self._done.is_set()
+
+    def raise_for_error(self) -> None:
+        """Raise the job's error if it failed."""
+        if self.status == "failed":
+            if self.error is not None:
+                raise self.error
+            raise JobFailedError(f"job {self.name!r} failed")
+
+    def progress(self) -> tuple[int, int | None]:
+        """(records read by the sources, how many they will read or None if unknown)."""
+        done = 0
+        total: int | None = 0
+        for node in self.graph.nodes:
+            if node.kind == "source":
+                done += sum(c.records_out for c in node.counters)
+                total = None if total is None or node.total is None else total + node.total
+        return done, total
+
+    def elapsed(self) -> float:
+        if self.started_at is None:
+            return 0.0
+        return (self.ended_at or time.monotonic()) - self.started_at
+
+    def statistics(self) -> JobStatistics:
+        done, total = self.progress()
+        return JobStatistics(
+            name=self.name,
+            status=self.status,
+            elapsed=self.elapsed(),
+            done=done,
+            total=total,
+            nodes=tuple(self.graph.node_statistics()),
+            error=None if self.error is None else f"{type(self.error).__name__}: {self.error}",
+        )
+
+    def summary(self) -> str:
+        """One line: status, records, time, and the error if any."""
+        done, total = self.progress()
+        of = f" of {total:,}" if total is not None else ""
+        sinks = sum(
+            c.records_in for n in self.graph.nodes if n.kind == "sink" for c in n.counters
+        )
+        text = (
+            f"job {self.name!r} {self.status}: {done:,}{of} records read, {sinks:,} reached sinks, "
+            f"{self.elapsed():.2f} s"
+        )
+        if self.error is not None:
+            text += f"; {type(self.error).__name__}: {self.error}"
+        return text
+
+    def __repr__(self) -> str:
+        return f"<Job {self.summary()}>"
+
+
+class JobManager:
+    """Compiles an environment's pipeline into jobs and keeps track of them."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.jobs: list[Job] = []
+        self._lock = threading.Lock()
+
+    def create_job(
+        self,
+        transformations: list[Any],
+        *,
+        services: dict[str, Any],
+        proxy_factory: Callable[[OperatorNode, Job], ProxyManager],
+        channel_capacity: int,
+        max_batch: int,
+        on_done: Callable[[Job], None] | None = None,
+    ) -> Job:
+        graph = ExecutionGraph.compile(transformations, services)
+        with self._lock:
+            running = [j for j in self.jobs if not j.done and j.status != "created"]
+            if running:
+                raise RuntimeError(
+                    f"job {running[0].name!r} of this environment is still running; "
+                    f"wait for it (job.wait()) or stop it (job.stop()) first"
+                )
+            job = Job(
+                graph,
+                name=f"{self.name}-{next(_job_ids)}",
+                proxy_factory=proxy_factory,
+                channel_capacity=channel_capacity,
+                max_batch=max_batch,
+                on_done=on_done,
+            )
+            self.jobs.append(job)
+        return job
+
+    def running(self) -> list[Job]:
+        with self._lock:
+            return [j for j in self.jobs if j.status == "running"]
+
+    def stop_all(self, timeout: float | None = 5.0) -> bool:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        ok = True
+        for job in self.running():
+            left = None if deadline is None else max(0.0, deadline - time.monotonic())
+            ok = job.stop(left) and ok
+        return ok

@@ -1,0 +1,156 @@
+"""``ProxyManager``: ``call_service`` / ``call_service_async`` for one runtime context.
+
+Each context that calls services (the environment, every operator instance, every service) has
+one. It caches each service's ``ServiceContext`` after the first lookup, so a call costs a dict
+lookup and an attribute check before the request is written, and applies default timeouts
+(10 s sync, 30 s async unless the environment says otherwise).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from ..errors import JobCancelledError
+
+if TYPE_CHECKING:
+    from .service.context import ServiceContext
+    from .service.service_manager import ServiceFuture, ServiceManager
+
+__all__ = ["DEFAULT_ASYNC_TIMEOUT", "DEFAULT_SYNC_TIMEOUT", "ProxyManager"]
+
+DEFAULT_SYNC_TIMEOUT = 10.0
+DEFAULT_ASYNC_TIMEOUT = 30.0
+
+
+def _check_timeout(timeout: float) -> float:
+    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not timeout > 0:
+        raise ValueError(f"timeout must be a number of seconds > 0, got {timeout!r}")
+    return float(timeout)
+
+
+class ProxyManager:
+    """Calls services by name on behalf of one caller.
+
+    Parameters
+    ----------
+    manager:
+        The environment's ``ServiceManager``.
+    resolve:
+        ``resolve(name) -> ServiceContext``: finds (and if needed starts) a service, or raises
+        ``ServiceNotFoundError``.
+    sync_timeout, async_timeout:
+        Defaults for calls that pass ``timeout=None``.
+    cancelled:
+        For operator contexts: returns True once the job is stopping, so a call made by a
+        stopping operator raises ``JobCancelledError`` instead of waiting.
+    """
+
+    def __init__(
+        self,
+        manager: ServiceManager,
+        resolve: Callable[[str], ServiceContext],
+        *,
+        sync_timeout: float = DEFAULT_SYNC_TIMEOUT,
+        async_timeout: float = DEFAULT_ASYNC_TIMEOUT,
+        cancelled: Callable[[], bool] | None = None,
+        owner: str = "",
+    ) -> None:
+        self._manager = manager
+        self._resolve = resolve
+        self._cache: dict[str, ServiceContext] = {}
+        self.sync_timeout = _check_timeout(sync_timeout)
+        self.async_timeout = _check_timeout(async_timeout)
+        self._cancelled = cancelled
+        self.owner = owner
+
+    def context_of(self, name: str) -> ServiceContext:
+        """The (cached) context of service ``name``; starts it if it is not running."""
+        ctx = self._cache.get(name)
+        if ctx is None or not ctx.accepting:
+            if not isinstance(name, str):
+                raise TypeError(f"a service name is a str, got {type(name).__name__}: {name!r}")
+            ctx = self._cache[name] = self._resolve(name)
+        return ctx
+
+    def call_service(
+        self,
+        name: str,
+        *args: Any,
+        timeout: float | None = None,
+        method: str | None = None,
+        **kwargs: Any,
+    ) -> Any:
+        """Call service ``name`` and wait for its result.
+
+        Parameters
+        ----------
+        name:
+            The registered service name.
+        *args, **kwargs:
+            Passed to the method.
+        timeout:
+            Seconds to wait; ``None`` uses the default (10 s); ``math.inf`` waits without limit.
+        method:
+            The method to call; ``process`` by default.
+
+        Raises
+        ------
+        ServiceNotFoundError
+            No such service or method (the message lists what exists).
+        ServiceTimeoutError
+            No answer within ``timeout``. A request that had not started never runs.
+        ServiceCallError
+            The service raised; carries the remote type, message and traceback.
+        ServiceUnavailableError
+            The service is stopped and cannot be restarted (its environment is closed).
+        """
+        if self._cancelled is not None and self._cancelled():
+            raise JobCancelledError(f"job stopping: call to {name!r} not made")
+        ctx = self._cache.get(name)
+        if ctx is None or not ctx.accepting:
+            ctx = self.context_of(name)
+        return self._manager.call_sync(
+            ctx,
+            "process" if method is None else method,
+            args,
+            kwargs,
+            self.sync_timeout if timeout is None else _check_timeout(timeout),
+        )
+
+    def call_service_async(
+        self,
+        name: str,
+        *args: Any,
+        timeout: float | None = None,
+        method: str | None = None,
+        **kwargs: Any,
+    ) -> ServiceFuture:
+        """Call service ``name`` without waiting; returns a ``ServiceFuture``.
+
+        The future is a ``concurrent.futures.Future`` (``.result(timeout)``) that can also be
+        awaited. It fails with ``ServiceTimeoutError`` once ``timeout`` (default 30 s) passes,
+        so awaiting it never hangs.
+        """
+        if self._cancelled is not None and self._cancelled():
+            raise JobCancelledError(f"job stopping: call to {name!r} not made")
+        ctx = self._cache.get(name)
+        if ctx is None or not ctx.accepting:
+            ctx = self.context_of(name)
+        if timeout is not None and timeout == math.inf:
+            raise ValueError("an async call needs a finite timeout; use call_service to wait forever")
+        return self._manager.call_async(
+            ctx,
+            "process" if method is None else method,
+            args,
+            kwargs,
+            self.async_timeout if timeout is None else _check_timeout(timeout),
+        )
+
+    def reset(self) -> None:
+        """Forget cached contexts (after a job's cleanup)."""
+        self._cache.clear()
+
+    def __repr__(self) -> str:
+        return f"<ProxyManager of {self.owner or '?'}: {sorted(self._cache)} cached>"

@@ -1,0 +1,124 @@
+"""One thread that fails async calls whose deadline passed.
+
+::
+
+    ServiceManager.call_async ──add(future, deadline)──▶ DeadlineScheduler
+    ServiceFuture.deliver ──────discard(future)────────▶ (drops it from its bucket)
+    sage_nb/deadlines/<env> thread ──at each deadline──▶ future.expire()
+
+Futures are kept in buckets of ``resolution`` seconds, so completing a call removes it in O(1)
+and nothing accumulates for calls that finished in time. The thread sleeps on a condition until
+the earliest bucket is due, or until an earlier one is added; it never polls.
+"""
+
+from __future__ import annotations
+
+import heapq
+import logging
+import threading
+import time
+from typing import Protocol
+
+__all__ = ["DeadlineScheduler", "Expirable"]
+
+log = logging.getLogger(__name__)
+
+
+class Expirable(Protocol):
+    def expire(self) -> None: ...
+
+    def abandon(self, reason: str) -> None: ...
+
+
+class DeadlineScheduler:
+    """Calls ``expire()`` on each registered object once its deadline has passed.
+
+    Parameters
+    ----------
+    name:
+        Used in the thread's name, ``sage_nb/deadlines/<name>``.
+    resolution:
+        Deadlines are rounded up to a multiple of this many seconds.
+    """
+
+    def __init__(self, name: str, resolution: float = 0.005) -> None:
+        self.name = name
+        self._resolution = resolution
+        # Invariants: _buckets and _ticks change only under _cond; every key of _buckets is in
+        # _ticks exactly once; _thread is started at most once and _closed never goes back.
+        self._cond = threading.Condition(threading.Lock())
+        self._buckets: dict[int, set[Expirable]] = {}
+        self._ticks: list[int] = []
+        self._closed = False
+        self._thread: threading.Thread | None = None
+
+    def add(self, item: Expirable, deadline: float) -> int:
+        """Register ``item`` to expire at ``deadline`` (``time.monotonic()``); return its tick."""
+        tick = int(deadline / self._resolution) + 1
+        with self._cond:
+            if self._closed:
+                raise RuntimeError(f"deadline scheduler {self.name!r} is closed")
+            bucket = self._buckets.get(tick)
+            if bucket is None:
+                bucket = self._buckets[tick] = set()
+                heapq.heappush(self._ticks, tick)
+                if self._ticks[0] == tick:
+                    self._cond.notify()
+            bucket.add(item)
+            if self._thread is None:
+                self._thread = threading.Thread(
+                    target=self._run, name=f"sage_nb/deadlines/{self.name}", daemon=True
+                )
+                self._thread.start()
+        return tick
+
+    def discard(self, item: Expirable, tick: int) -> None:
+        """Forget ``item`` (it completed in time). Safe from any thread, without the lock."""
+        bucket = self._buckets.get(tick)
+        if bucket is not None:
+            bucket.discard(item)
+
+    def pending(self) -> int:
+        """How many registered items have neither completed nor expired."""
+        with self._cond:
+            return sum(len(b) for b in self._buckets.values())
+
+    def close(self, timeout: float | None = 2.0, reason: str = "the environment was closed") -> None:
+        """Stop the thread; every item still registered is abandoned with ``reason``."""
+        with self._cond:
+            self._closed = True
+            left = [item for bucket in self._buckets.values() for item in bucket]
+            self._buckets.clear()
+            self._ticks.clear()
+            self._cond.notify()
+            thread = self._thread
+        for item in left:
+            item.abandon(reason)
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(timeout)
+
+    def _run(self) -> None:
+        res = self._resolution
+        cond = self._cond
+        with cond:
+            while not self._closed:
+                if not self._ticks:
+                    cond.wait()
+                    continue
+                due = self._ticks[0] * res - time.monotonic()
+                if due > 0:
+                    cond.wait(due)
+                    continue
+                tick = heapq.heappop(self._ticks)
+                expired = list(self._buckets.pop(tick, ()))
+                if not expired:
+                    continue
+                cond.release()
+                try:
+                    for item in expired:
+                        try:
+                            item.expire()
+                        except Exception:  # pragma: no cover - expire() does not raise
+                            log.exception("expiring %r failed", item)
+                finally:
+                    cond.acquire()

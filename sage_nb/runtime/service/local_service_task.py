@@ -1,0 +1,360 @@
+"""``LocalServiceTask``: a service served by worker threads of this process.
+
+::
+
+    request_queue ──get()──▶ sage_nb/service/<name>      (one thread per worker, `concurrency`)
+                               │ pending.pop(rid): claim, or skip a withdrawn request
+                               │ fn = version.methods[...]; result = fn(*args, **kwargs)
+                               └─▶ request.response_target.deliver(response)
+                    async def methods ──▶ sage_nb/service-loop/<name> (one asyncio loop)
+
+Workers read the current ``ServiceVersion`` once per request, so a swap replaces it between two
+requests: queued requests are answered by the new version, and the old one is closed when no
+worker is still running it. Stop tokens name their task, so a token left behind by a stuck worker
+never stops the workers of a later start.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+import time
+from collections.abc import Callable
+from queue import Empty
+from typing import TYPE_CHECKING, Any
+
+from ...errors import ServiceUnavailableError
+from ..messages import RemoteError, ServiceRequest, ServiceResponse
+from ..metrics import LatencyWindow, percentiles
+from .base_service_task import BaseServiceTask, ServiceFactory, ServiceStatistics, ServiceVersion
+
+if TYPE_CHECKING:
+    from ..proxy import ProxyManager
+    from .context import ServiceContext
+
+__all__ = ["LocalServiceTask"]
+
+log = logging.getLogger(__name__)
+
+
+class _Stop:
+    """Tells one worker of ``owner`` to exit."""
+
+    __slots__ = ("owner",)
+
+    def __init__(self, owner: LocalServiceTask) -> None:
+        self.owner = owner
+
+
+class _Worker:
+    """One worker thread and the counters only it writes."""
+
+    __slots__ = ("busy", "done", "expired", "failed", "index", "latency", "thread")
+
+    def __init__(self, index: int) -> None:
+        self.index = index
+        self.thread: threading.Thread | None = None
+        self.busy: ServiceVersion | None = None
+        self.done = 0
+        self.failed = 0
+        self.expired = 0
+        self.latency = LatencyWindow()
+
+
+class _LoopRunner:
+    """An asyncio loop on its own thread for a service's ``async def`` methods."""
+
+    def __init__(self, service: str) -> None:
+        self.loop = asyncio.new_event_loop()
+        self.active = 0  # coroutines running; written only by the loop thread
+        self.stats = _Worker(-1)  # likewise
+        self.thread = threading.Thread(
+            target=self._run, name=f"sage_nb/service-loop/{service}", daemon=True
+        )
+        self.thread.start()
+
+    def _run(self) -> None:
+        asyncio.set_event_loop(self.loop)
+        self.loop.run_forever()
+
+    def stop(self, timeout: float | None) -> None:
+        def cancel_all() -> None:
+            for task in asyncio.all_tasks(self.loop):
+                task.cancel()
+            self.loop.call_soon(self.loop.stop)
+
+        if self.loop.is_running():
+            self.loop.call_soon_threadsafe(cancel_all)
+        self.thread.join(timeout)
+        if not self.thread.is_alive():
+            self.loop.close()
+
+
+class LocalServiceTask(BaseServiceTask):
+    """Serves one service on ``factory.concurrency`` daemon threads named after it."""
+
+    backend = "threads"
+
+    def __init__(self, context: ServiceContext, factory: ServiceFactory, proxy: ProxyManager):
+        super().__init__(context, factory, proxy)
+        # Invariants: _version, _workers and _state change under _cond; a worker reads
+        # _version without the lock (one reference read) and notifies _cond after finishing a
+        # request of a version that is no longer current.
+        self._cond = threading.Condition()
+        self._version: ServiceVersion | None = None
+        self._workers: list[_Worker] = []
+        self._state = "created"
+        #: Set when workers must answer requests as unavailable instead of running them.
+        self._refusing = False
+        self._loop: _LoopRunner | None = None
+
+    # -- lifecycle -------------------------------------------------------------------------
+    def start(self) -> None:
+        """Build the service (``setup()`` runs here) and start its workers."""
+        version = self.build_version(self.factory)
+        with self._cond:
+            self._version = version
+            self._state = "running"
+            self._spawn(self.factory.concurrency)
+        self.context.task = self
+        self.context.accepting = True
+
+    def _spawn(self, n: int) -> None:
+        for _ in range(n):
+            worker = _Worker(len(self._workers))
+            suffix = f"#{worker.index}" if worker.index else ""
+            worker.thread = threading.Thread(
+                target=self._serve,
+                args=(worker,),
+                name=f"sage_nb/service/{self.name}{suffix}",
+                daemon=True,
+            )
+            self._workers.append(worker)
+            worker.thread.start()
+
+    def _alive_workers(self) -> list[_Worker]:
+        return [w for w in self._workers if w.thread is not None and w.thread.is_alive()]
+
+    def stop(self, timeout: float | None = 5.0, *, drain: bool = True) -> bool:
+        """Stop taking calls, let the workers finish (``drain``: also what is queued), close.
+
+        Requests still queued when the workers are gone, or after ``timeout``, are answered
+        with ``ServiceUnavailableError``. Returns False if a worker did not exit in time (it is a
+        daemon; its service is closed anyway).
+        """
+        with self._cond:
+            if self._state in ("stopping", "stopped"):
+                return True
+            self._state = "stopping"
+            workers = self._alive_workers()
+        self.context.accepting = False
+        if not drain:
+            self._refusing = True
+        for _ in workers:
+            self.context.request_queue.put(_Stop(self))
+        deadline = None if timeout is None else time.monotonic() + timeout
+        for w in workers:
+            assert w.thread is not None
+            w.thread.join(None if deadline is None else max(0.0, deadline - time.monotonic()))
+        clean = not any(w.thread is not None and w.thread.is_alive() for w in workers)
+        self._refusing = True
+        self._fail_queued("it was stopped")
+        if self._loop is not None:
+            self._loop.stop(None if deadline is None else max(0.1, deadline - time.monotonic()))
+        with self._cond:
+            version, self._state = self._version, "stopped"
+        if version is not None:
+            self._close_version(version)
+        if not clean:
+            log.warning("service %r: a worker was still busy after %ss", self.name, timeout)
+        return clean
+
+    def _fail_queued(self, reason: str) -> None:
+        ctx = self.context
+        while True:
+            try:
+                request = ctx.request_queue.get_nowait()
+            except Empty:
+                break
+            if type(request) is _Stop:
+                continue
+            if ctx.pending.pop(request.request_id, None) is not None:
+                self._deliver_refusal(request, ctx.unavailable(reason))
+
+    def swap(self, factory: ServiceFactory, timeout: float | None = None) -> None:
+        """Replace the running version with one built from ``factory``, losing no request.
+
+        The new version is built first; if its constructor or ``setup()`` raises, the old one
+        keeps serving and the exception propagates. Then workers pick the new version for every
+        request they start, the old version's running requests finish, and its ``close()`` runs.
+        """
+        new = self.build_version(factory)
+        with self._cond:
+            if self._state != "running":
+                self._close_version(new)
+                raise ServiceUnavailableError(f"service {self.name!r} is {self._state}")
+            old, self._version, self.factory = self._version, new, factory
+            alive = self._alive_workers()
+            if factory.concurrency > len(alive):
+                self._spawn(factory.concurrency - len(alive))
+            for _ in range(len(alive) - factory.concurrency):
+                self.context.request_queue.put(_Stop(self))
+            self._cond.wait_for(lambda: all(w.busy is not old for w in self._workers), timeout)
+        if old is not None:
+            self._close_version(old)
+
+    def _close_version(self, version: ServiceVersion) -> None:
+        try:
+            version.close()
+        except Exception:
+            log.exception("close() of service %r (version %d) raised", self.name, version.number)
+
+    # -- the hot loop ----------------------------------------------------------------------
+    def _serve(self, worker: _Worker) -> None:
+        get = self.context.request_queue.get
+        claim = self.context.pending.pop
+        monotonic = time.monotonic
+        name = self.name
+        latency = worker.latency
+        samples, mask = latency._samples, latency._mask
+        while True:
+            request = get()
+            if type(request) is _Stop:
+                if request.owner is self:
+                    return
+                continue  # left behind by an earlier start of this service
+            if claim(request.request_id, None) is None:
+                continue  # withdrawn by its caller: never run it
+            version = self._version
+            start = monotonic()
+            if self._refusing or (request.deadline is not None and start > request.deadline):
+                self._refuse(worker, request)
+                continue
+            worker.busy = version
+            assert version is not None
+            try:
+                fn, is_async = version.methods.get(request.method_name) or version.resolve(
+                    name, request.method_name
+                )
+                if is_async:
+                    self._schedule(version, fn, request, start)
+                    worker.busy = None
+                    continue
+                result = fn(*request.args, **request.kwargs)
+            except BaseException as exc:
+                elapsed = monotonic() - start
+                response = ServiceResponse(
+                    request.request_id, False, None, RemoteError.from_exception(exc), elapsed
+                )
+                worker.failed += 1
+            else:
+                elapsed = monotonic() - start
+                response = ServiceResponse(request.request_id, True, result, None, elapsed)
+                worker.done += 1
+            worker.busy = None
+            request.response_target.deliver(response)  # type: ignore[union-attr]
+            samples[latency.count & mask] = elapsed
+            latency.count += 1
+            if version is not self._version:
+                with self._cond:
+                    self._cond.notify_all()
+            if self._state == "stopped":
+                return  # stopped while this request ran; its stop token was drained
+
+    def _refuse(self, worker: _Worker, request: ServiceRequest) -> None:
+        if self._refusing:
+            self._deliver_refusal(request, self.context.unavailable("it is stopping"))
+        else:
+            worker.expired += 1
+            request.response_target.deliver(self.expired_response(request))  # type: ignore[union-attr]
+
+    @staticmethod
+    def _deliver_refusal(request: ServiceRequest, exc: BaseException) -> None:
+        target = request.response_target
+        if target is not None:
+            target.deliver(
+                ServiceResponse(
+                    request.request_id, False, None, RemoteError(type(exc).__name__, str(exc), "", exc)
+                )
+            )
+
+    # -- async def methods -----------------------------------------------------------------
+    def _schedule(
+        self,
+        version: ServiceVersion,
+        fn: Callable[..., Any],
+        request: ServiceRequest,
+        start: float,
+    ) -> None:
+        runner = self._loop
+        if runner is None:
+            with self._cond:
+                runner = self._loop = self._loop or _LoopRunner(self.name)
+        asyncio.run_coroutine_threadsafe(self._run_async(runner, fn, request, start), runner.loop)
+
+    async def _run_async(
+        self, runner: _LoopRunner, fn: Callable[..., Any], request: ServiceRequest, start: float
+    ) -> None:
+        stats = runner.stats
+        runner.active += 1
+        try:
+            result = await fn(*request.args, **request.kwargs)
+        except asyncio.CancelledError:
+            self._deliver_refusal(request, self.context.unavailable("it was stopped"))
+            return
+        except BaseException as exc:
+            elapsed = time.monotonic() - start
+            response = ServiceResponse(
+                request.request_id, False, None, RemoteError.from_exception(exc), elapsed
+            )
+            stats.failed += 1
+        else:
+            elapsed = time.monotonic() - start
+            response = ServiceResponse(request.request_id, True, result, None, elapsed)
+            stats.done += 1
+        finally:
+            runner.active -= 1
+        request.response_target.deliver(response)  # type: ignore[union-attr]
+        stats.latency.add(elapsed)
+
+    # -- observation -----------------------------------------------------------------------
+    @property
+    def state(self) -> str:
+        return self._state
+
+    @property
+    def version(self) -> ServiceVersion | None:
+        return self._version
+
+    def threads(self) -> list[threading.Thread]:
+        found = [w.thread for w in self._workers if w.thread is not None and w.thread.is_alive()]
+        if self._loop is not None and self._loop.thread.is_alive():
+            found.append(self._loop.thread)
+        return found
+
+    def statistics(self) -> ServiceStatistics:
+        workers = list(self._workers)
+        everyone = workers + ([self._loop.stats] if self._loop is not None else [])
+        p50, p95, p99 = percentiles(w.latency for w in everyone)
+        version = self._version
+        return ServiceStatistics(
+            name=self.name,
+            state=self._state,
+            backend=self.backend,
+            workers=len(self._alive_workers()),
+            version=version.number if version is not None else 0,
+            queued=len(self.context.pending),
+            in_flight=sum(w.busy is not None for w in workers)
+            + (self._loop.active if self._loop is not None else 0),
+            done=sum(w.done for w in everyone),
+            failed=sum(w.failed for w in everyone),
+            timed_out=self.context.timed_out + sum(w.expired for w in everyone),
+            cancelled=self.context.cancelled,
+            p50=p50,
+            p95=p95,
+            p99=p99,
+        )
+
+    def __repr__(self) -> str:
+        return f"<LocalServiceTask {self.name!r} {self._state}>"

@@ -1,0 +1,233 @@
+"""``ServiceManager``: the caller's side of a service call.
+
+::
+
+    caller thread                          service worker thread
+    ─────────────                          ─────────────────────
+    request = ServiceRequest(rid, ..., target)
+    context.submit(request) ─────────────▶ request = queue.get(); pending.pop(rid)
+    target waits (lock or future)          response = run(request)
+                         ◀──────────────── target.deliver(response)   (no listener thread)
+
+A sync call waits on a lock the service releases, so a round trip is two thread wake-ups, the
+same as a bare two-queue ping-pong. An async call returns a ``ServiceFuture`` the service
+completes; a ``DeadlineScheduler`` fails it at its deadline if the service never answers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import math
+import time
+from concurrent.futures import Future, InvalidStateError
+from typing import TYPE_CHECKING, Any
+
+from ...errors import SageError, ServiceCallError, ServiceTimeoutError, ServiceUnavailableError
+from ..messages import ServiceRequest, ServiceResponse
+from .deadlines import DeadlineScheduler
+
+if TYPE_CHECKING:
+    from collections.abc import Generator
+
+    from .context import ServiceContext
+
+try:
+    from _thread import allocate_lock
+except ImportError:  # pragma: no cover - every CPython has it
+    from threading import Lock as allocate_lock  # type: ignore[assignment]
+
+__all__ = ["ServiceFuture", "ServiceManager", "error_from_response"]
+
+_monotonic = time.monotonic
+
+
+def error_from_response(service: str, method: str, response: ServiceResponse) -> BaseException:
+    """The exception a caller raises for a failed ``response``."""
+    err = response.error
+    if err is None:
+        return ServiceCallError(service, method, "UnknownError", "the service gave no reason")
+    exc = err.exception
+    if isinstance(exc, SageError) and not isinstance(exc, ServiceCallError):
+        return exc  # the runtime's own verdict (timeout, unavailable): raise it as it is
+    if isinstance(exc, ServiceCallError):
+        return exc  # a nested call failed: keep the innermost service's details
+    error = ServiceCallError(service, method, err.type_name, err.message, err.traceback)
+    error.__cause__ = exc
+    return error
+
+
+class _SyncWaiter:
+    """A lock held until the service delivers the response; cheaper than an Event."""
+
+    __slots__ = ("lock", "response")
+
+    def __init__(self) -> None:
+        self.lock = allocate_lock()
+        self.lock.acquire()
+        self.response: ServiceResponse | None = None
+
+    def deliver(self, response: ServiceResponse) -> None:
+        self.response = response
+        self.lock.release()
+
+
+class ServiceFuture(Future):  # type: ignore[type-arg]
+    """The result of ``call_service_async``: a ``concurrent.futures.Future`` you can also await.
+
+    ``result(timeout)`` waits in threads; ``await future`` waits in an asyncio event loop. Either
+    way the call fails with ``ServiceTimeoutError`` at its deadline if the service has not
+    answered. ``cancel()`` withdraws a request the service has not started.
+
+    Examples
+    --------
+    >>> from sage_nb import LocalEnvironment
+    >>> with LocalEnvironment("doc") as env:
+    ...     env.register_service("double", lambda x: 2 * x)
+    ...     env.call_service_async("double", 21).result(timeout=5)
+    42
+    """
+
+    def __init__(
+        self,
+        context: ServiceContext,
+        request_id: int,
+        method: str,
+        timeout: float,
+        scheduler: DeadlineScheduler,
+    ) -> None:
+        super().__init__()
+        self.service_name = context.name
+        self.method_name = method
+        self.request_id = request_id
+        self.timeout = timeout
+        self._context = context
+        self._scheduler = scheduler
+        self._tick = -1
+
+    # -- completion, from the service or the deadline thread -------------------------------
+    def deliver(self, response: ServiceResponse) -> None:
+        self._scheduler.discard(self, self._tick)
+        if response.request_id != self.request_id:  # pragma: no cover - a runtime bug
+            exc: BaseException = RuntimeError(
+                f"response #{response.request_id} delivered to request #{self.request_id}"
+            )
+            self._settle(None, exc)
+        elif response.success:
+            self._settle(response.result, None)
+        else:
+            self._settle(None, error_from_response(self.service_name, self.method_name, response))
+
+    def expire(self) -> None:
+        if self.done():
+            return
+        started = not self._context.withdraw(self.request_id, timed_out=True)
+        self._settle(
+            None,
+            ServiceTimeoutError(self.service_name, self.method_name, self.timeout, started=started),
+        )
+
+    def abandon(self, reason: str) -> None:
+        if not self.done():
+            self._context.withdraw(self.request_id, timed_out=False)
+            self._settle(None, self._context.unavailable(reason))
+
+    def _settle(self, result: Any, exc: BaseException | None) -> None:
+        # The service and the deadline thread may race to settle; the loser's value is dropped.
+        try:
+            if exc is None:
+                self.set_result(result)
+            else:
+                self.set_exception(exc)
+        except InvalidStateError:
+            pass
+
+    # -- user side -------------------------------------------------------------------------
+    def cancel(self) -> bool:
+        """Withdraw the request if the service has not started it; True if that worked."""
+        if self.done() or not self._context.withdraw(self.request_id, timed_out=False):
+            return False
+        self._scheduler.discard(self, self._tick)
+        return super().cancel()
+
+    def __await__(self) -> Generator[Any, None, Any]:
+        return asyncio.wrap_future(self).__await__()
+
+    def __repr__(self) -> str:
+        return f"<ServiceFuture #{self.request_id} {self.service_name}.{self.method_name} {self._state.lower()}>"
+
+
+class ServiceManager:
+    """Sends requests to service contexts and waits for, or returns futures of, their responses.
+
+    One exists per environment. It is thread-safe: any number of threads may call at once.
+    """
+
+    def __init__(self, name: str = "") -> None:
+        self.name = name
+        self._ids = itertools.count(1)
+        self._deadlines = DeadlineScheduler(name)
+
+    def call_sync(
+        self,
+        context: ServiceContext,
+        method: str,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        timeout: float,
+    ) -> Any:
+        """Call and wait at most ``timeout`` seconds (``math.inf``: no limit) for the result."""
+        rid = next(self._ids)
+        waiter = _SyncWaiter()
+        forever = timeout == math.inf
+        deadline = None if forever else _monotonic() + timeout
+        context.submit(
+            ServiceRequest(rid, context.name, method, args, kwargs, timeout, deadline, waiter)
+        )
+        try:
+            answered = waiter.lock.acquire(True, -1 if forever else timeout)
+        except BaseException:  # KeyboardInterrupt in a cell: withdraw what has not started
+            context.withdraw(rid, timed_out=False)
+            raise
+        if not answered:
+            started = not context.withdraw(rid, timed_out=True)
+            # The response may have arrived between the timeout and the withdrawal.
+            if not (started and waiter.lock.acquire(False)):
+                raise ServiceTimeoutError(context.name, method, timeout, started=started)
+        response = waiter.response
+        assert response is not None and response.request_id == rid
+        if response.success:
+            return response.result
+        raise error_from_response(context.name, method, response)
+
+    def call_async(
+        self,
+        context: ServiceContext,
+        method: str,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        timeout: float,
+    ) -> ServiceFuture:
+        """Call without waiting; the future fails with ``ServiceTimeoutError`` after ``timeout``."""
+        if not 0 < timeout < math.inf:
+            raise ValueError(f"an async call needs a finite timeout > 0, got {timeout!r}")
+        rid = next(self._ids)
+        future = ServiceFuture(context, rid, method, timeout, self._deadlines)
+        deadline = _monotonic() + timeout
+        future._tick = self._deadlines.add(future, deadline)
+        try:
+            context.submit(
+                ServiceRequest(rid, context.name, method, args, kwargs, timeout, deadline, future)
+            )
+        except ServiceUnavailableError:
+            self._deadlines.discard(future, future._tick)
+            raise
+        return future
+
+    def in_flight(self) -> int:
+        """Async calls that have neither completed nor expired."""
+        return self._deadlines.pending()
+
+    def close(self, timeout: float | None = 2.0) -> None:
+        """Fail every async call still waiting and stop the deadline thread."""
+        self._deadlines.close(timeout)
