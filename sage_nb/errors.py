@@ -78,9 +78,7 @@ class ServiceTimeoutError(SageError, TimeoutError):
     not started when its deadline passed is never executed.
     """
 
-    def __init__(
-        self, service: str, method: str, timeout: float | None, *, started: bool
-    ) -> None:
+    def __init__(self, service: str, method: str, timeout: float | None, *, started: bool) -> None:
         self.service_name = service
         self.method_name = method
         self.timeout = timeout

@@ -70,7 +70,8 @@ class DataStream:
     >>> from sage_nb import LocalEnvironment
     >>> out = []
     >>> with LocalEnvironment("doc") as env:
-    ...     _ = env.from_batch(range(5)).map(lambda x: x * 10).filter(lambda x: x > 10).sink(out.append)
+    ...     stream = env.from_batch(range(5)).map(lambda x: x * 10)
+    ...     _ = stream.filter(lambda x: x > 10).sink(out.append)
     ...     job = env.submit()
     >>> out
     [20, 30, 40]
@@ -99,7 +100,9 @@ class DataStream:
         )
         return self._env._add(node)
 
-    def map(self, fn: Any, *, parallelism: int | None = None, name: str | None = None) -> DataStream:
+    def map(
+        self, fn: Any, *, parallelism: int | None = None, name: str | None = None
+    ) -> DataStream:
         """Apply ``fn`` to every record (a ``MapFunction`` or any callable ``record -> result``)."""
         return self._then("map", fn, parallelism, name)
 
@@ -131,8 +134,11 @@ class DataStream:
         )
         return self._env._add(node)
 
-    def sink(self, fn: Any, *, parallelism: int | None = None, name: str | None = None) -> DataStream:
-        """Consume every record with ``fn(record)`` (a ``SinkFunction``, ``print``, ``list.append``)."""
+    def sink(
+        self, fn: Any, *, parallelism: int | None = None, name: str | None = None
+    ) -> DataStream:
+        """Consume every record with ``fn(record)``: a ``SinkFunction``, ``print``,
+        ``list.append``..."""
         return self._then("sink", fn, parallelism, name)
 
     def print(self, prefix: str = "", *, name: str | None = None) -> DataStream:
@@ -228,11 +234,3 @@ class ConnectedStreams:
 
     def __repr__(self) -> str:
         return f"<ConnectedStreams of {len(self.streams)}>"
-
-
-def source_total(source: Iterable[Any] | Any) -> int | None:
-    """The number of records a finite source will produce, when it can be known."""
-    try:
-        return len(source)
-    except TypeError:
-        return None

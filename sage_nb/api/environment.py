@@ -23,7 +23,7 @@ import inspect
 import itertools
 import threading
 import weakref
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -135,7 +135,9 @@ class BaseEnvironment:
             )
         if service_class is None:
             if ctor_args or ctor_kwargs:
-                raise TypeError("constructor arguments need the class: register_service(name, cls, *args)")
+                raise TypeError(
+                    "constructor arguments need the class: register_service(name, cls, *args)"
+                )
 
             def decorate(target: T) -> T:
                 self.register_service(name, target, replace=replace, concurrency=concurrency)
@@ -182,9 +184,7 @@ class BaseEnvironment:
     ) -> ServiceFuture:
         """Call a service without waiting: returns a ``ServiceFuture`` (``.result()`` or
         ``await``) that fails with ``ServiceTimeoutError`` after ``timeout`` (default 30 s)."""
-        return self._proxy.call_service_async(
-            name, *args, timeout=timeout, method=method, **kwargs
-        )
+        return self._proxy.call_service_async(name, *args, timeout=timeout, method=method, **kwargs)
 
     # -- pipelines -------------------------------------------------------------------------
     def _add(self, transformation: Transformation) -> DataStream:
@@ -197,7 +197,9 @@ class BaseEnvironment:
         """A finite source: a list or any iterable, or a ``BatchFunction`` (class or instance)
         whose ``execute()`` returns records until it returns None."""
         _check_source(source, "from_batch")
-        return self._add(Transformation("source", None, [], source=source, name=name or "from_batch"))
+        return self._add(
+            Transformation("source", None, [], source=source, name=name or "from_batch")
+        )
 
     def from_collection(self, collection: Iterable[Any], *, name: str | None = None) -> DataStream:
         """A finite source over a collection (same as ``from_batch`` with data)."""
@@ -341,5 +343,3 @@ def _check_source(source: Any, where: str) -> None:
             f"{where} needs an iterable of records or a source function, "
             f"got {type(source).__name__}: {source!r}"
         ) from None
-
-

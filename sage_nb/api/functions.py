@@ -235,7 +235,9 @@ class FunctionFactory:
         entry = ENTRY_POINTS[kind]
         if kind == "join" and not _has(spec, "execute"):
             if not callable(spec):
-                raise TypeError(f"join needs a JoinFunction or a callable (left, right), got {spec!r}")
+                raise TypeError(
+                    f"join needs a JoinFunction or a callable (left, right), got {spec!r}"
+                )
             self.spec = _CallableJoin(spec)
         elif inspect.isclass(spec):
             if not _has(spec, entry):

@@ -91,13 +91,15 @@ class ChainProgram:
     def _port_function(self, port: int) -> None:
         self._line(0, f"def port{port}(batch):")
         for i, e in enumerate(self.out_edges):
-            n = e.downstream.parallelism
             if e.partitioning == "keyed":
-                self._line(1, f"o{i} = [[] for _ in range({n})]; a{i} = [l.append for l in o{i}]")
+                width = e.downstream.parallelism
+                self._line(
+                    1, f"o{i} = [[] for _ in range({width})]; a{i} = [l.append for l in o{i}]"
+                )
             else:
                 self._line(1, f"o{i} = []; a{i} = o{i}.append")
-        for n in self._counted:
-            self._line(1, f"c{n.id} = 0")
+        for node in self._counted:
+            self._line(1, f"c{node.id} = 0")
         self._line(1, "r = None")
         self._line(1, "try:")
         self._line(2, "for r in batch:")

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from .service.context import ServiceContext
 
@@ -133,7 +133,11 @@ class Region:
 
     @property
     def label(self) -> str:
-        return self.head.label if len(self.nodes) == 1 else f"{self.head.label}..{self.nodes[-1].label}"
+        return (
+            self.head.label
+            if len(self.nodes) == 1
+            else f"{self.head.label}..{self.nodes[-1].label}"
+        )
 
     @property
     def is_source(self) -> bool:
@@ -226,6 +230,5 @@ class ExecutionGraph:
         return "; ".join(parts)
 
     def __repr__(self) -> str:
-        return f"<ExecutionGraph {len(self.nodes)} nodes in {len(self.regions)} tasks: {self.describe()}>"
-
-
+        shape = f"{len(self.nodes)} nodes in {len(self.regions)} tasks"
+        return f"<ExecutionGraph {shape}: {self.describe()}>"

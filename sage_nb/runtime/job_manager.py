@@ -87,9 +87,7 @@ class Job:
             for region in graph.regions
             for i in range(region.parallelism)
         ]
-        by_node = {
-            r.head.id: [t for t in self.tasks if t.region is r] for r in graph.regions
-        }
+        by_node = {r.head.id: [t for t in self.tasks if t.region is r] for r in graph.regions}
         for task in self.tasks:
             task.targets = [by_node[e.downstream.id] for e in task.program.out_edges]
         self._remaining = len(self.tasks)
@@ -202,9 +200,7 @@ class Job:
         """One line: status, records, time, and the error if any."""
         done, total = self.progress()
         of = f" of {total:,}" if total is not None else ""
-        sinks = sum(
-            c.records_in for n in self.graph.nodes if n.kind == "sink" for c in n.counters
-        )
+        sinks = sum(c.records_in for n in self.graph.nodes if n.kind == "sink" for c in n.counters)
         text = (
             f"job {self.name!r} {self.status}: {done:,}{of} records read, {sinks:,} reached sinks, "
             f"{self.elapsed():.2f} s"

@@ -139,7 +139,9 @@ class ProxyManager:
         if ctx is None or not ctx.accepting:
             ctx = self.context_of(name)
         if timeout is not None and timeout == math.inf:
-            raise ValueError("an async call needs a finite timeout; use call_service to wait forever")
+            raise ValueError(
+                "an async call needs a finite timeout; use call_service to wait forever"
+            )
         return self._manager.call_async(
             ctx,
             "process" if method is None else method,

@@ -122,8 +122,10 @@ class ServiceVersion:
         found = self.methods.get(name)
         if found is not None:
             return found
-        fn = None if name.startswith("_") or name in _HIDDEN_METHODS else getattr(
-            self.instance, name, None
+        fn = (
+            None
+            if name.startswith("_") or name in _HIDDEN_METHODS
+            else getattr(self.instance, name, None)
         )
         if not callable(fn):
             raise ServiceNotFoundError(service, method=name, methods=self.public_methods())

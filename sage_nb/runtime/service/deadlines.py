@@ -83,7 +83,9 @@ class DeadlineScheduler:
         with self._cond:
             return sum(len(b) for b in self._buckets.values())
 
-    def close(self, timeout: float | None = 2.0, reason: str = "the environment was closed") -> None:
+    def close(
+        self, timeout: float | None = 2.0, reason: str = "the environment was closed"
+    ) -> None:
         """Stop the thread; every item still registered is abandoned with ``reason``."""
         with self._cond:
             self._closed = True

@@ -275,7 +275,10 @@ class LocalServiceTask(BaseServiceTask):
         if target is not None:
             target.deliver(
                 ServiceResponse(
-                    request.request_id, False, None, RemoteError(type(exc).__name__, str(exc), "", exc)
+                    request.request_id,
+                    False,
+                    None,
+                    RemoteError(type(exc).__name__, str(exc), "", exc),
                 )
             )
 

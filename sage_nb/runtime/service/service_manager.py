@@ -154,7 +154,8 @@ class ServiceFuture(Future):  # type: ignore[type-arg]
         return asyncio.wrap_future(self).__await__()
 
     def __repr__(self) -> str:
-        return f"<ServiceFuture #{self.request_id} {self.service_name}.{self.method_name} {self._state.lower()}>"
+        call = f"{self.service_name}.{self.method_name}"
+        return f"<ServiceFuture #{self.request_id} {call} {self._state.lower()}>"
 
 
 class ServiceManager:

@@ -1,0 +1,21 @@
+"""The example from the SAGE kernel-runtime-services page, unchanged but for the import."""
+
+from sage_nb import LocalEnvironment, MapFunction
+
+env = LocalEnvironment("demo")
+
+
+@env.register_service("profile")
+class ProfileService:
+    def process(self, user_id: str):
+        return {"user_id": user_id, "score": 0.9}
+
+
+class Enrich(MapFunction):
+    def execute(self, record):
+        profile = self.call_service("profile", record["user_id"])
+        return {**record, "profile": profile}
+
+
+env.from_batch([{"user_id": "42"}]).map(Enrich()).sink(print)
+env.submit()
