@@ -8,7 +8,8 @@
 
 Futures are kept in buckets of ``resolution`` seconds, so completing a call removes it in O(1)
 and nothing accumulates for calls that finished in time. The thread sleeps on a condition until
-the earliest bucket is due, or until an earlier one is added; it never polls.
+the earliest bucket is due, or until an earlier one is added; it never polls, and it ends
+after a second with nothing to watch (the next async call starts it again).
 """
 
 from __future__ import annotations
@@ -41,11 +42,14 @@ class DeadlineScheduler:
         Deadlines are rounded up to a multiple of this many seconds.
     """
 
-    def __init__(self, name: str, resolution: float = 0.005) -> None:
+    def __init__(self, name: str, resolution: float = 0.005, linger: float = 1.0) -> None:
         self.name = name
         self._resolution = resolution
+        self._linger = linger
         # Invariants: _buckets and _ticks change only under _cond; every key of _buckets is in
-        # _ticks exactly once; _thread is started at most once and _closed never goes back.
+        # _ticks exactly once; _thread is the running thread or None (it exits after ``linger``
+        # seconds with nothing registered and is started again by the next add); _closed never
+        # goes back.
         self._cond = threading.Condition(threading.Lock())
         self._buckets: dict[int, set[Expirable]] = {}
         self._ticks: list[int] = []
@@ -105,7 +109,9 @@ class DeadlineScheduler:
         with cond:
             while not self._closed:
                 if not self._ticks:
-                    cond.wait()
+                    if not cond.wait(self._linger) and not self._ticks:
+                        self._thread = None  # idle: a later add() starts a new thread
+                        return
                     continue
                 due = self._ticks[0] * res - time.monotonic()
                 if due > 0:
