@@ -17,7 +17,6 @@ from __future__ import annotations
 import inspect
 import itertools
 import logging
-import threading
 import time
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
@@ -26,6 +25,7 @@ from ..api.functions import BaseFunction, StopSignal
 from ..errors import JobCancelledError
 from .chain import ChainProgram
 from .channel import CLOSED, Channel, ChannelClosed
+from .threads import make_thread
 
 if TYPE_CHECKING:
     from .graph import Region
@@ -70,9 +70,7 @@ class OperatorTask:
         self.targets: list[list[OperatorTask]] = []
         self._round_robin = [itertools.count(index) for _ in self.program.out_edges]
         suffix = f"#{index}" if index else ""
-        self.thread = threading.Thread(
-            target=self._run, name=f"sage_nb/task/{region.label}{suffix}", daemon=True
-        )
+        self.thread = make_thread(f"sage_nb/task/{region.label}{suffix}", self._run)
 
     def start(self) -> None:
         self.thread.start()

@@ -20,6 +20,8 @@ import threading
 import time
 from typing import Protocol
 
+from ..threads import make_thread
+
 __all__ = ["DeadlineScheduler", "Expirable"]
 
 log = logging.getLogger(__name__)
@@ -70,9 +72,7 @@ class DeadlineScheduler:
                     self._cond.notify()
             bucket.add(item)
             if self._thread is None:
-                self._thread = threading.Thread(
-                    target=self._run, name=f"sage_nb/deadlines/{self.name}", daemon=True
-                )
+                self._thread = make_thread(f"sage_nb/deadlines/{self.name}", self._run)
                 self._thread.start()
         return tick
 

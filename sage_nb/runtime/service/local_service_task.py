@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 from ...errors import ServiceUnavailableError
 from ..messages import RemoteError, ServiceRequest, ServiceResponse
 from ..metrics import LatencyWindow, percentiles
+from ..threads import make_thread
 from .base_service_task import BaseServiceTask, ServiceFactory, ServiceStatistics, ServiceVersion
 
 if TYPE_CHECKING:
@@ -69,9 +70,7 @@ class _LoopRunner:
         self.loop = asyncio.new_event_loop()
         self.active = 0  # coroutines running; written only by the loop thread
         self.stats = _Worker(-1)  # likewise
-        self.thread = threading.Thread(
-            target=self._run, name=f"sage_nb/service-loop/{service}", daemon=True
-        )
+        self.thread = make_thread(f"sage_nb/service-loop/{service}", self._run)
         self.thread.start()
 
     def _run(self) -> None:
@@ -124,12 +123,7 @@ class LocalServiceTask(BaseServiceTask):
         for _ in range(n):
             worker = _Worker(len(self._workers))
             suffix = f"#{worker.index}" if worker.index else ""
-            worker.thread = threading.Thread(
-                target=self._serve,
-                args=(worker,),
-                name=f"sage_nb/service/{self.name}{suffix}",
-                daemon=True,
-            )
+            worker.thread = make_thread(f"sage_nb/service/{self.name}{suffix}", self._serve, worker)
             self._workers.append(worker)
             worker.thread.start()
 
