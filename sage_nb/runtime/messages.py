@@ -7,6 +7,7 @@ it answers, and the target checks it, so a response can never complete the wrong
 
 from __future__ import annotations
 
+import contextvars
 import traceback
 from typing import Any, Protocol
 
@@ -62,11 +63,13 @@ class ServiceRequest:
 
     Fields follow the reference: ``request_id, service_name, method_name, args, kwargs, timeout``
     and the response target. ``deadline`` is the ``time.monotonic()`` instant after which the
-    request must not start.
+    request must not start. ``context`` is the caller's ``contextvars`` context when the
+    environment propagates it (in a notebook: the service prints under the caller's cell).
     """
 
     __slots__ = (
         "args",
+        "context",
         "deadline",
         "kwargs",
         "method_name",
@@ -86,6 +89,7 @@ class ServiceRequest:
         timeout: float | None,
         deadline: float | None,
         response_target: ResponseTarget | None,
+        context: contextvars.Context | None = None,
     ) -> None:
         self.request_id = request_id
         self.service_name = service_name
@@ -95,6 +99,7 @@ class ServiceRequest:
         self.timeout = timeout
         self.deadline = deadline
         self.response_target = response_target
+        self.context = context
 
     def __repr__(self) -> str:
         return (

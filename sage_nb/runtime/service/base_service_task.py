@@ -209,7 +209,10 @@ class BaseServiceTask:
             fn, is_async = version.resolve(self.name, request.method_name)
             if is_async:
                 return None
-            result = fn(*request.args, **request.kwargs)
+            if request.context is None:
+                result = fn(*request.args, **request.kwargs)
+            else:
+                result = request.context.run(fn, *request.args, **request.kwargs)
         except BaseException as exc:
             return ServiceResponse(
                 rid, False, None, RemoteError.from_exception(exc), time.monotonic() - start

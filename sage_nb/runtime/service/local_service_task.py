@@ -235,7 +235,11 @@ class LocalServiceTask(BaseServiceTask):
                     self._schedule(version, fn, request, start)
                     worker.busy = None
                     continue
-                result = fn(*request.args, **request.kwargs)
+                caller = request.context
+                if caller is None:
+                    result = fn(*request.args, **request.kwargs)
+                else:
+                    result = caller.run(fn, *request.args, **request.kwargs)
             except BaseException as exc:
                 elapsed = monotonic() - start
                 response = ServiceResponse(
@@ -288,7 +292,12 @@ class LocalServiceTask(BaseServiceTask):
         if runner is None:
             with self._cond:
                 runner = self._loop = self._loop or _LoopRunner(self.name)
-        asyncio.run_coroutine_threadsafe(self._run_async(runner, fn, request, start), runner.loop)
+        coro = self._run_async(runner, fn, request, start)
+        if request.context is None:
+            asyncio.run_coroutine_threadsafe(coro, runner.loop)
+        else:  # a task copies the context it is created in: create it in the caller's
+            ctx, loop = request.context, runner.loop
+            loop.call_soon_threadsafe(ctx.run, loop.create_task, coro)
 
     async def _run_async(
         self, runner: _LoopRunner, fn: Callable[..., Any], request: ServiceRequest, start: float

@@ -21,6 +21,7 @@ import itertools
 import math
 import time
 from concurrent.futures import Future, InvalidStateError
+from contextvars import copy_context
 from typing import TYPE_CHECKING, Any
 
 from ...errors import SageError, ServiceCallError, ServiceTimeoutError, ServiceUnavailableError
@@ -164,8 +165,10 @@ class ServiceManager:
     One exists per environment. It is thread-safe: any number of threads may call at once.
     """
 
-    def __init__(self, name: str = "") -> None:
+    def __init__(self, name: str = "", *, propagate_context: bool = False) -> None:
         self.name = name
+        #: Run each request in a copy of its caller's contextvars context (see ServiceRequest).
+        self.propagate_context = propagate_context
         self._ids = itertools.count(1)
         self._deadlines = DeadlineScheduler(name)
 
@@ -182,8 +185,11 @@ class ServiceManager:
         waiter = _SyncWaiter()
         forever = timeout == math.inf
         deadline = None if forever else _monotonic() + timeout
+        caller = copy_context() if self.propagate_context else None
         context.submit(
-            ServiceRequest(rid, context.name, method, args, kwargs, timeout, deadline, waiter)
+            ServiceRequest(
+                rid, context.name, method, args, kwargs, timeout, deadline, waiter, caller
+            )
         )
         try:
             answered = waiter.lock.acquire(True, -1 if forever else timeout)
@@ -217,8 +223,11 @@ class ServiceManager:
         deadline = _monotonic() + timeout
         future._tick = self._deadlines.add(future, deadline)
         try:
+            caller = copy_context() if self.propagate_context else None
             context.submit(
-                ServiceRequest(rid, context.name, method, args, kwargs, timeout, deadline, future)
+                ServiceRequest(
+                    rid, context.name, method, args, kwargs, timeout, deadline, future, caller
+                )
             )
         except ServiceUnavailableError:
             self._deadlines.discard(future, future._tick)
