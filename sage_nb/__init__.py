@@ -66,3 +66,21 @@ __all__ = [
     "StopSignal",
     "__version__",
 ]
+
+
+def load_ipython_extension(ipython: object) -> None:
+    """``%load_ext sage_nb``: create ``sage_env`` and register the magics."""
+    from .notebook.kernel import load
+
+    runtime = load(ipython)
+    print(
+        f"sage_nb {__version__}: sage_env ready ({runtime.env.backend} backend); "
+        f"%sage_nb for help, %sage_status for state"
+    )
+
+
+def unload_ipython_extension(ipython: object) -> None:
+    """``%unload_ext sage_nb``: stop everything sage_nb started and remove ``sage_env``."""
+    from .notebook.kernel import unload
+
+    unload(ipython)

@@ -1,0 +1,120 @@
+"""The kernel-resident environment and the hooks that keep a kernel clean.
+
+``%load_ext sage_nb`` creates one ``KernelRuntime``: it owns ``sage_env`` (a
+``LocalEnvironment`` whose services outlive jobs, so cells can keep calling them) and closes it
+when the kernel shuts down or restarts, on ``%unload_ext sage_nb`` and at interpreter exit.
+
+Shutdown: ipykernel's shutdown handler sets the shell's ``exit_now`` trait (on the control
+thread, milliseconds after the request); IPython 9 has no shutdown hook. Observing that trait
+lets every service's ``close()`` run and every thread stop well before the kernel manager's
+SIGTERM (2.5 s after the request). ``atexit`` (see ``api/environment.py``) is the fallback.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from ..api.environment import BaseEnvironment, LocalEnvironment
+
+__all__ = ["KernelRuntime", "current", "get_env"]
+
+log = logging.getLogger(__name__)
+
+#: Seconds that closing may take at kernel shutdown: well under the kernel manager's 2.5 s.
+SHUTDOWN_TIMEOUT = 1.5
+
+_runtime: KernelRuntime | None = None
+
+
+def current() -> KernelRuntime | None:
+    """The runtime of ``%load_ext sage_nb`` in this kernel, or None."""
+    return _runtime
+
+
+def get_env() -> BaseEnvironment:
+    """The kernel-resident environment (``sage_env``), for code outside cells."""
+    if _runtime is None:
+        raise RuntimeError("sage_nb is not loaded in this kernel; run %load_ext sage_nb first")
+    return _runtime.env
+
+
+def make_environment(backend: str = "local", name: str = "sage_env") -> BaseEnvironment:
+    if backend in ("local", "threads"):
+        env = LocalEnvironment(name, keep_services=True)
+    elif backend == "ray":
+        raise NotImplementedError(
+            "the Ray backend is not available in this version of sage_nb; use --backend local"
+        )
+    else:
+        raise ValueError(f"unknown backend {backend!r}; choose local or ray")
+    # Services run each request in the caller's context, so what a service prints lands under
+    # the cell (or the job's submitting cell) that called it.
+    env._service_manager.propagate_context = True
+    return env
+
+
+class KernelRuntime:
+    """Everything ``%load_ext sage_nb`` started in one kernel."""
+
+    def __init__(self, shell: Any) -> None:
+        self.shell = shell
+        self.env = make_environment()
+        self.backend = "local"
+        shell.user_ns["sage_env"] = self.env
+        self._observing = False
+        if hasattr(shell, "observe"):
+            shell.observe(self._on_exit_now, names="exit_now")
+            self._observing = True
+
+    def replace_env(self, backend: str = "local", name: str = "sage_env") -> BaseEnvironment:
+        """Close ``sage_env`` and put a new one (maybe another backend) in its place."""
+        new = make_environment(backend, name)
+        old, self.env, self.backend = self.env, new, backend
+        old.close(timeout=5.0)
+        self.shell.user_ns["sage_env"] = new
+        return new
+
+    def unload(self) -> None:
+        """Stop everything this runtime started and remove ``sage_env``."""
+        global _runtime
+        if self._observing:
+            try:
+                self.shell.unobserve(self._on_exit_now, names="exit_now")
+            except ValueError:
+                pass
+            self._observing = False
+        self.env.close(timeout=5.0)
+        if self.shell.user_ns.get("sage_env") is self.env:
+            del self.shell.user_ns["sage_env"]
+        if _runtime is self:
+            _runtime = None
+
+    def _on_exit_now(self, change: dict[str, Any]) -> None:
+        if change.get("new"):
+            log.debug("kernel shutting down: closing %s", self.env.name)
+            self.env.close(timeout=SHUTDOWN_TIMEOUT)
+
+
+def load(shell: Any) -> KernelRuntime:
+    """Create the runtime (once per kernel) and register the magics."""
+    global _runtime
+    if _runtime is not None and _runtime.shell is shell:
+        return _runtime
+    from .magics import SageMagics
+
+    _runtime = KernelRuntime(shell)
+    shell.register_magics(SageMagics(shell, _runtime))
+    return _runtime
+
+
+def unload(shell: Any) -> None:
+    from .magics import SageMagics
+
+    runtime = _runtime
+    if runtime is not None:
+        runtime.unload()
+    magics = shell.magics_manager.magics
+    for kind in ("line", "cell"):
+        for name in SageMagics.magics[kind]:
+            magics[kind].pop(name, None)
