@@ -34,6 +34,7 @@ from .errors import (
     ServiceTimeoutError,
     ServiceUnavailableError,
 )
+from .runtime.dead_letters import DeadLetter
 from .runtime.job_manager import Job
 from .runtime.service.service_manager import ServiceFuture
 
@@ -44,6 +45,7 @@ __all__ = [
     "BaseFunction",
     "BatchFunction",
     "CoMapFunction",
+    "DeadLetter",
     "EnvironmentStatistics",
     "FilterFunction",
     "FlatMapFunction",

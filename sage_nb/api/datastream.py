@@ -19,6 +19,10 @@ __all__ = ["ConnectedStreams", "DataStream", "Transformation"]
 
 _ids = itertools.count(1)
 
+#: What a record that makes an operator raise does: fail the job (the default), be skipped
+#: (counted in the operator's ``errors``), or go to ``job.dead_letters``.
+ERROR_POLICIES = ("fail", "skip", "dead_letter")
+
 
 class Transformation:
     """One node of the logical pipeline: a source or an operator and where its input comes from.
@@ -38,6 +42,7 @@ class Transformation:
         source: Any = None,
         key: FunctionFactory | None = None,
         input_keys: list[FunctionFactory | None] | None = None,
+        on_error: Any = "fail",
     ) -> None:
         if not isinstance(parallelism, int) or isinstance(parallelism, bool) or parallelism < 1:
             raise ValueError(f"parallelism must be an int >= 1, got {parallelism!r}")
@@ -51,10 +56,18 @@ class Transformation:
         self.key = key
         #: For each input port, the key function that partitions it (None: not keyed).
         self.input_keys = input_keys or [None] * len(inputs)
+        if on_error not in ERROR_POLICIES and not callable(on_error):
+            raise ValueError(
+                f"on_error must be one of {', '.join(map(repr, ERROR_POLICIES))} or a callable "
+                f"that receives each DeadLetter, got {on_error!r}"
+            )
+        self.on_error = on_error
 
     @property
     def label(self) -> str:
         """The name shown in errors and displays: ``map(Enrich)``, ``sink(print)``."""
+        if self.kind == "source":
+            return self.name
         return f"{self.kind}({self.name})" if self.name != self.kind else self.kind
 
     def __repr__(self) -> str:
@@ -87,6 +100,7 @@ class DataStream:
         fn: Any,
         parallelism: int | None,
         name: str | None,
+        on_error: Any = "fail",
     ) -> DataStream:
         t = self.transformation
         factory = FunctionFactory(kind, fn)
@@ -97,26 +111,48 @@ class DataStream:
             parallelism=1 if parallelism is None else parallelism,
             name=name,
             input_keys=[t.key],
+            on_error=on_error,
         )
         return self._env._add(node)
 
     def map(
-        self, fn: Any, *, parallelism: int | None = None, name: str | None = None
+        self,
+        fn: Any,
+        *,
+        parallelism: int | None = None,
+        name: str | None = None,
+        on_error: Any = "fail",
     ) -> DataStream:
-        """Apply ``fn`` to every record (a ``MapFunction`` or any callable ``record -> result``)."""
-        return self._then("map", fn, parallelism, name)
+        """Apply ``fn`` to every record (a ``MapFunction`` or any callable ``record -> result``).
+
+        ``parallelism`` runs that many instances; ``on_error`` says what a record that makes
+        ``fn`` raise does: ``"fail"`` the job (default), ``"skip"`` it (counted in the
+        operator's errors), ``"dead_letter"`` (kept in ``job.dead_letters``), or a callable
+        that receives each ``DeadLetter``. ``filter``, ``flatmap`` and ``sink`` take the same.
+        """
+        return self._then("map", fn, parallelism, name, on_error)
 
     def filter(
-        self, fn: Any, *, parallelism: int | None = None, name: str | None = None
+        self,
+        fn: Any,
+        *,
+        parallelism: int | None = None,
+        name: str | None = None,
+        on_error: Any = "fail",
     ) -> DataStream:
         """Keep records for which ``fn(record)`` is true."""
-        return self._then("filter", fn, parallelism, name)
+        return self._then("filter", fn, parallelism, name, on_error)
 
     def flatmap(
-        self, fn: Any, *, parallelism: int | None = None, name: str | None = None
+        self,
+        fn: Any,
+        *,
+        parallelism: int | None = None,
+        name: str | None = None,
+        on_error: Any = "fail",
     ) -> DataStream:
         """Replace each record with the records of the iterable ``fn(record)`` returns."""
-        return self._then("flatmap", fn, parallelism, name)
+        return self._then("flatmap", fn, parallelism, name, on_error)
 
     def keyby(self, fn: Any, *, name: str | None = None) -> DataStream:
         """Partition by ``fn(record)``: records pass unchanged, and every record with one key
@@ -135,11 +171,16 @@ class DataStream:
         return self._env._add(node)
 
     def sink(
-        self, fn: Any, *, parallelism: int | None = None, name: str | None = None
+        self,
+        fn: Any,
+        *,
+        parallelism: int | None = None,
+        name: str | None = None,
+        on_error: Any = "fail",
     ) -> DataStream:
         """Consume every record with ``fn(record)``: a ``SinkFunction``, ``print``,
         ``list.append``..."""
-        return self._then("sink", fn, parallelism, name)
+        return self._then("sink", fn, parallelism, name, on_error)
 
     def print(self, prefix: str = "", *, name: str | None = None) -> DataStream:
         """Print every record, after ``prefix`` if one is given."""

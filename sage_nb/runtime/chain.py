@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 
 from ..errors import JobCancelledError, OperatorError
 from .channel import ChannelClosed
+from .dead_letters import DeadLetter
 
 if TYPE_CHECKING:
     from .graph import DataEdge, NodeCounters, OperatorNode, Region
@@ -52,15 +53,23 @@ class ChainProgram:
         output is a list of ``n`` lists, otherwise one list.
     """
 
-    def __init__(self, region: Region, index: int, fns: dict[int, Any]) -> None:
+    def __init__(
+        self,
+        region: Region,
+        index: int,
+        fns: dict[int, Any],
+        dead_letter: Callable[[DeadLetter], None] | None = None,
+    ) -> None:
         self.region = region
         self.index = index
         self.out_edges: list[DataEdge] = [
             e for n in region.nodes for e in n.outputs if not e.chained
         ]
+        # Nodes whose output count is not their input count need a counter in the loop.
         self._counted: list[OperatorNode] = [
-            n for n in region.nodes if n.kind in ("filter", "flatmap", "join")
+            n for n in region.nodes if n.kind in ("filter", "flatmap", "join") or _guarded(n)
         ]
+        self._dead_letter = dead_letter
         self._filename = f"<sage_nb chain {region.label}#{index}>"
         self._ns: dict[str, Any] = {"fail": self._fail}
         self._line_labels: dict[int, str] = {}
@@ -136,6 +145,9 @@ class ChainProgram:
     def _stage(self, node: OperatorNode, ind: int) -> None:
         assert node.factory is not None
         f = self._name("f", node.factory.entry(self._fns[node.id]))
+        if _guarded(node):
+            self._guarded_stage(node, f, ind)
+            return
         if node.kind == "map":
             self._line(ind, f"r = {f}(r)", node.label)
         elif node.kind == "filter":
@@ -151,6 +163,53 @@ class ChainProgram:
         else:  # pragma: no cover - compile() only chains one-input operators
             raise AssertionError(f"cannot chain {node.kind}")
         self._successors(node, ind)
+
+    def _guarded_stage(self, node: OperatorNode, f: str, ind: int) -> None:
+        """A stage whose failures are skipped or dead-lettered: ``try`` around each call."""
+        h = self._name("h", self._error_handler(node))
+        c = f"c{node.id}"
+        call = {
+            "map": f"v = {f}(r)",
+            "filter": f"v = {f}(r)",
+            "flatmap": f"v = list({f}(r) or ())",
+            "sink": f"{f}(r)",
+        }[node.kind]
+        self._line(ind, "try:")
+        self._line(ind + 1, call, node.label)
+        self._line(ind, "except Exception as exc:")
+        self._line(ind + 1, f"{h}(r, exc)", node.label)
+        self._line(ind, "else:")
+        ind += 1
+        if node.kind == "map":
+            self._line(ind, "r = v")
+        elif node.kind == "filter":
+            self._line(ind, "if v:")
+            ind += 1
+        elif node.kind == "flatmap":
+            self._line(ind, "for r in v:")
+            ind += 1
+        self._line(ind, f"{c} += 1")
+        self._successors(node, ind)
+
+    def _error_handler(self, node: OperatorNode) -> Callable[[Any, BaseException], None]:
+        counters = node.counters[self.index]
+        policy = node.on_error
+        label = node.label
+        dead_letter = self._dead_letter
+
+        def handle(record: Any, exc: BaseException) -> None:
+            if isinstance(exc, (JobCancelledError, ChannelClosed)):
+                raise exc
+            counters.errors += 1
+            if policy == "skip":
+                return
+            letter = DeadLetter(label, record, exc)
+            if callable(policy):
+                policy(letter)
+            elif dead_letter is not None:
+                dead_letter(letter)
+
+        return handle
 
     def _successors(self, node: OperatorNode, ind: int) -> None:
         edges = node.outputs
@@ -200,3 +259,7 @@ class ChainProgram:
             outs[i] = n_out
             counters.records_in += n_in
             counters.records_out += n_out
+
+
+def _guarded(node: OperatorNode) -> bool:
+    return node.on_error != "fail" and node.kind in ("map", "filter", "flatmap", "sink")

@@ -39,13 +39,15 @@ __all__ = [
 
 
 class NodeCounters:
-    """Records in and out of one parallel instance of a node; written only by its task."""
+    """Records in and out of one parallel instance of a node, and records that failed in it
+    (skipped or sent to the dead letters); written only by its task."""
 
-    __slots__ = ("records_in", "records_out")
+    __slots__ = ("errors", "records_in", "records_out")
 
     def __init__(self) -> None:
         self.records_in = 0
         self.records_out = 0
+        self.errors = 0
 
 
 @dataclass(frozen=True)
@@ -58,6 +60,7 @@ class NodeStatistics:
     parallelism: int
     records_in: int
     records_out: int
+    errors: int
     total: int | None  # sources: how many records they will produce, when known
     calls: tuple[str, ...]  # services this node has called so far
 
@@ -73,6 +76,9 @@ class OperatorNode:
         self.parallelism = t.parallelism
         self.factory: FunctionFactory | None = t.factory
         self.transformation = t
+        #: What a failing record does: "fail" the job, "skip" it, send it to the job's
+        #: "dead_letter" list, or a callable that receives the DeadLetter.
+        self.on_error = t.on_error
         self.inputs: list[DataEdge] = []
         self.outputs: list[DataEdge] = []
         self.counters = [NodeCounters() for _ in range(t.parallelism)]
@@ -89,6 +95,7 @@ class OperatorNode:
             parallelism=self.parallelism,
             records_in=sum(c.records_in for c in self.counters),
             records_out=sum(c.records_out for c in self.counters),
+            errors=sum(c.errors for c in self.counters),
             total=self.total,
             calls=tuple(sorted(self.calls)),
         )

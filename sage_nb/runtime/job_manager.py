@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from ..errors import JobFailedError
+from .dead_letters import DeadLetter
 from .graph import ExecutionGraph, NodeStatistics, OperatorNode
 from .tasks import OperatorTask
 
@@ -73,6 +74,8 @@ class Job:
         self.stopping = False
         self.status = "created"
         self.error: BaseException | None = None
+        #: Records that failed in operators with ``on_error="dead_letter"``.
+        self.dead_letters: list[DeadLetter] = []
         self.started_at: float | None = None
         self.ended_at: float | None = None
         self._proxy_factory = proxy_factory

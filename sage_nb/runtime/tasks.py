@@ -65,7 +65,7 @@ class OperatorTask:
         for node in region.nodes:
             if node.factory is not None:
                 self.functions[node.id] = node.factory.create(index)
-        self.program = ChainProgram(region, index, self.functions)
+        self.program = ChainProgram(region, index, self.functions, job.dead_letters.append)
         #: Filled by the job once every task exists: targets of each remote output edge.
         self.targets: list[list[OperatorTask]] = []
         self._round_robin = [itertools.count(index) for _ in self.program.out_edges]
