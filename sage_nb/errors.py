@@ -18,6 +18,7 @@ __all__ = [
     "ServiceCallError",
     "ServiceExistsError",
     "ServiceNotFoundError",
+    "ServiceOverloadedError",
     "ServiceTimeoutError",
     "ServiceUnavailableError",
 ]
@@ -92,6 +93,10 @@ class ServiceTimeoutError(SageError, TimeoutError):
 
 class ServiceUnavailableError(SageError, RuntimeError):
     """The service is stopped, stopping, or was never started, so the call cannot be answered."""
+
+
+class ServiceOverloadedError(ServiceUnavailableError):
+    """The service's request queue is full and its overflow policy is "fail"."""
 
 
 class ServiceCallError(SageError, RuntimeError):

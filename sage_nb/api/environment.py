@@ -30,8 +30,9 @@ from typing import Any, TypeVar
 from ..runtime.dispatcher import Dispatcher, ServiceTaskFactory
 from ..runtime.job_manager import Job, JobManager, JobStatistics
 from ..runtime.proxy import DEFAULT_ASYNC_TIMEOUT, DEFAULT_SYNC_TIMEOUT, ProxyManager
-from ..runtime.service.base_service_task import ServiceFactory, ServiceStatistics
-from ..runtime.service.service_manager import ServiceFuture, ServiceManager
+from ..runtime.retry import RetryPolicy
+from ..runtime.service.base_service_task import HealthReport, ServiceFactory, ServiceStatistics
+from ..runtime.service.service_manager import AwaitableFuture, ServiceManager
 from .datastream import DataStream, Transformation
 
 __all__ = ["BaseEnvironment", "EnvironmentStatistics", "LocalEnvironment"]
@@ -118,6 +119,10 @@ class BaseEnvironment:
         *ctor_args: Any,
         replace: bool = False,
         concurrency: int = 1,
+        max_queued: int | None = 10_000,
+        overflow: str = "block",
+        retries: RetryPolicy | int | None = None,
+        max_restarts: int = 3,
         **ctor_kwargs: Any,
     ) -> Any:
         """Register a service under ``name``: a class, a function (it becomes ``process``) or
@@ -127,7 +132,14 @@ class BaseEnvironment:
         when the service starts; ``@env.register_service("profile")`` above a class or function
         registers it and returns it unchanged. A name that exists raises
         ``ServiceExistsError`` unless ``replace=True``, which swaps a running service in place
-        without losing queued requests. ``concurrency`` is the number of worker threads.
+        without losing queued requests.
+
+        Options (reserved names, not passed to the constructor): ``concurrency`` worker
+        threads; ``max_queued`` requests may wait (None: unbounded), and when the queue is full
+        a caller waits for room until its deadline (``overflow="block"``) or fails at once with
+        ``ServiceOverloadedError`` (``"fail"``); ``retries`` is the default retry policy of
+        calls (an int or a ``RetryPolicy``); a worker that dies is restarted with backoff up to
+        ``max_restarts`` times, then the service is down.
         """
         if not isinstance(name, str) or not name.isidentifier():
             raise ValueError(
@@ -140,12 +152,29 @@ class BaseEnvironment:
                 )
 
             def decorate(target: T) -> T:
-                self.register_service(name, target, replace=replace, concurrency=concurrency)
+                self.register_service(
+                    name,
+                    target,
+                    replace=replace,
+                    concurrency=concurrency,
+                    max_queued=max_queued,
+                    overflow=overflow,
+                    retries=retries,
+                    max_restarts=max_restarts,
+                )
                 return target
 
             return decorate
         factory = ServiceFactory(
-            name, service_class, tuple(ctor_args), dict(ctor_kwargs), concurrency=concurrency
+            name,
+            service_class,
+            tuple(ctor_args),
+            dict(ctor_kwargs),
+            concurrency=concurrency,
+            max_queued=max_queued,
+            overflow=overflow,
+            retry=RetryPolicy.coerce(retries),
+            max_restarts=max_restarts,
         )
         self._dispatcher.register(factory, replace=replace)
         return service_class
@@ -181,7 +210,7 @@ class BaseEnvironment:
         timeout: float | None = None,
         method: str | None = None,
         **kwargs: Any,
-    ) -> ServiceFuture:
+    ) -> AwaitableFuture:
         """Call a service without waiting: returns a ``ServiceFuture`` (``.result()`` or
         ``await``) that fails with ``ServiceTimeoutError`` after ``timeout`` (default 30 s)."""
         return self._proxy.call_service_async(name, *args, timeout=timeout, method=method, **kwargs)
@@ -265,6 +294,7 @@ class BaseEnvironment:
         return self._dispatcher.proxy(
             owner=node.label,
             cancelled=lambda: job.stopping,
+            stop_event=job.stop_event,
             on_resolve=node.calls.add,
         )
 
@@ -310,6 +340,16 @@ class BaseEnvironment:
             services=tuple(self._dispatcher.statistics()),
             jobs=tuple(j.statistics() for j in self._job_manager.jobs),
         )
+
+    def health(self, timeout: float = 1.0) -> dict[str, HealthReport]:
+        """Check every registered service: "healthy", "degraded", "down" or "stopped".
+
+        The runtime's own view (worker threads alive, no request stuck for more than 5 s) is
+        combined with the service's ``health()`` method if it has one: it runs on the service's
+        worker like a request, and returning a false value, raising or not answering within
+        ``timeout`` makes the service "degraded".
+        """
+        return self._dispatcher.health(timeout)
 
     def threads(self) -> list[threading.Thread]:
         """Threads this environment owns that are alive now."""

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from ..runtime.proxy import ProxyManager
-    from ..runtime.service.service_manager import ServiceFuture
+    from ..runtime.service.service_manager import AwaitableFuture
 
 __all__ = [
     "BaseFunction",
@@ -68,7 +68,7 @@ class BaseFunction:
         timeout: float | None = None,
         method: str | None = None,
         **kwargs: Any,
-    ) -> ServiceFuture:
+    ) -> AwaitableFuture:
         """Call service ``name`` without waiting; returns an awaitable ``ServiceFuture``."""
         return _proxy_of(self).call_service_async(
             name, *args, timeout=timeout, method=method, **kwargs

@@ -13,9 +13,20 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Protocol
 
-from ..errors import ServiceExistsError, ServiceNotFoundError, ServiceUnavailableError
+from ..errors import (
+    ServiceExistsError,
+    ServiceNotFoundError,
+    ServiceTimeoutError,
+    ServiceUnavailableError,
+)
 from .proxy import ProxyManager
-from .service.base_service_task import BaseServiceTask, ServiceFactory, ServiceStatistics
+from .service.base_service_task import (
+    HEALTH_METHOD,
+    BaseServiceTask,
+    HealthReport,
+    ServiceFactory,
+    ServiceStatistics,
+)
 from .service.context import ServiceContext
 from .service.local_service_task import LocalServiceTask
 from .service.service_manager import ServiceManager
@@ -83,6 +94,9 @@ class Dispatcher:
             task = ctx.task if ctx is not None else None
             if ctx is not None and ctx.accepting and task is not None:
                 task.swap(factory)
+                ctx.configure(
+                    max_queued=factory.max_queued, overflow=factory.overflow, retry=factory.retry
+                )
             self._factories[factory.name] = factory
 
     def unregister(self, name: str, timeout: float | None = 5.0) -> None:
@@ -120,6 +134,9 @@ class Dispatcher:
                 ctx = self._contexts[name] = ServiceContext(name, self.name)
             if ctx.accepting:
                 return ctx
+            ctx.configure(
+                max_queued=factory.max_queued, overflow=factory.overflow, retry=factory.retry
+            )
             proxy = self.proxy(owner=f"service {name}")
             task = self.task_factory.create_service_task(ctx, factory, proxy)
             try:
@@ -141,6 +158,7 @@ class Dispatcher:
         owner: str = "",
         *,
         cancelled: Callable[[], bool] | None = None,
+        stop_event: threading.Event | None = None,
         on_resolve: Callable[[str], None] | None = None,
     ) -> ProxyManager:
         """A ``ProxyManager`` whose lookups start services on demand."""
@@ -158,6 +176,7 @@ class Dispatcher:
             sync_timeout=self.sync_timeout,
             async_timeout=self.async_timeout,
             cancelled=cancelled,
+            stop_event=stop_event,
             owner=owner,
         )
 
@@ -210,6 +229,43 @@ class Dispatcher:
                 stats.append(_idle_statistics(name, self._factories[name]))
         return stats
 
+    def health(self, timeout: float = 1.0) -> dict[str, HealthReport]:
+        """Each registered service's health (see ``BaseEnvironment.health``)."""
+        reports = {}
+        for name in self.names():
+            ctx = self._contexts.get(name)
+            task = ctx.task if ctx is not None else None
+            if task is None:
+                reports[name] = HealthReport(name, "stopped", "not started")
+                continue
+            status, reason = task.liveness()
+            if status == "healthy":
+                status, reason = self._ask_health(ctx, task, timeout)
+            reports[name] = HealthReport(name, status, reason)
+        return reports
+
+    def _ask_health(
+        self, ctx: ServiceContext | None, task: BaseServiceTask, timeout: float
+    ) -> tuple[str, str]:
+        """Run the service's own ``health()`` (if any) as a request on its worker."""
+        version = getattr(task, "version", None)
+        if (
+            ctx is None
+            or version is None
+            or not callable(getattr(version.instance, "health", None))
+        ):
+            return "healthy", ""
+        try:
+            answer = self.manager.call_sync(ctx, HEALTH_METHOD, (), {}, timeout)
+        except ServiceTimeoutError:
+            return "degraded", f"health() did not answer within {timeout:g} s"
+        except Exception as exc:
+            cause = exc.__cause__ or exc
+            return "degraded", f"health() raised {type(cause).__name__}: {cause}"
+        if not answer:
+            return "degraded", f"health() returned {answer!r}"
+        return "healthy", "" if answer is True else str(answer)
+
     def threads(self) -> list[_threading.Thread]:
         found: list[Any] = []
         for ctx in self.contexts().values():
@@ -232,6 +288,8 @@ def _idle_statistics(name: str, factory: ServiceFactory) -> ServiceStatistics:
         failed=0,
         timed_out=0,
         cancelled=0,
+        retries=0,
+        restarts=0,
         p50=None,
         p95=None,
         p99=None,

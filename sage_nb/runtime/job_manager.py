@@ -72,6 +72,8 @@ class Job:
         self.max_batch = max_batch
         #: Read by tasks between batches and by operators' service calls: stop now.
         self.stopping = False
+        #: Set together with ``stopping``: interrupts waits (retry backoff) in operators.
+        self.stop_event = threading.Event()
         self.status = "created"
         self.error: BaseException | None = None
         #: Records that failed in operators with ``on_error="dead_letter"``.
@@ -132,6 +134,7 @@ class Job:
             if self._final is None and not self._done.is_set():
                 self._final = status
             self.stopping = True
+        self.stop_event.set()
         for task in self.tasks:
             task.abort()
 

@@ -9,10 +9,14 @@ lookup and an attribute check before the request is written, and applies default
 from __future__ import annotations
 
 import math
+import threading
+import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from ..errors import JobCancelledError
+from ..errors import JobCancelledError, ServiceTimeoutError
+from .retry import RetryPolicy
+from .service.service_manager import RetryingFuture
 
 if TYPE_CHECKING:
     from .service.context import ServiceContext
@@ -55,6 +59,7 @@ class ProxyManager:
         sync_timeout: float = DEFAULT_SYNC_TIMEOUT,
         async_timeout: float = DEFAULT_ASYNC_TIMEOUT,
         cancelled: Callable[[], bool] | None = None,
+        stop_event: threading.Event | None = None,
         owner: str = "",
     ) -> None:
         self._manager = manager
@@ -63,6 +68,8 @@ class ProxyManager:
         self.sync_timeout = _check_timeout(sync_timeout)
         self.async_timeout = _check_timeout(async_timeout)
         self._cancelled = cancelled
+        #: Set when the caller (a job) stops: interrupts the wait between retries.
+        self._stop_event = stop_event or threading.Event()
         self.owner = owner
 
     def context_of(self, name: str) -> ServiceContext:
@@ -80,6 +87,7 @@ class ProxyManager:
         *args: Any,
         timeout: float | None = None,
         method: str | None = None,
+        retries: RetryPolicy | int | None = None,
         **kwargs: Any,
     ) -> Any:
         """Call service ``name`` and wait for its result.
@@ -94,6 +102,11 @@ class ProxyManager:
             Seconds to wait; ``None`` uses the default (10 s); ``math.inf`` waits without limit.
         method:
             The method to call; ``process`` by default.
+        retries:
+            Retry policy of this call (an int: that many retries); by default the service's
+            own (``register_service(..., retries=...)``), else none. Retries stay within
+            ``timeout``. (``timeout``, ``method`` and ``retries`` are reserved: a service
+            cannot receive keyword arguments with these names.)
 
         Raises
         ------
@@ -111,13 +124,45 @@ class ProxyManager:
         ctx = self._cache.get(name)
         if ctx is None or not ctx.accepting:
             ctx = self.context_of(name)
-        return self._manager.call_sync(
-            ctx,
-            "process" if method is None else method,
-            args,
-            kwargs,
-            self.sync_timeout if timeout is None else _check_timeout(timeout),
-        )
+        method = "process" if method is None else method
+        timeout = self.sync_timeout if timeout is None else _check_timeout(timeout)
+        policy = ctx.retry if retries is None else RetryPolicy.coerce(retries)
+        if policy is None or not policy.retries:
+            return self._manager.call_sync(ctx, method, args, kwargs, timeout)
+        return self._call_with_retries(name, ctx, method, args, kwargs, timeout, policy)
+
+    def _call_with_retries(
+        self,
+        name: str,
+        ctx: ServiceContext,
+        method: str,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        timeout: float,
+        policy: RetryPolicy,
+    ) -> Any:
+        deadline = time.monotonic() + timeout
+        attempt = 0
+        while True:
+            try:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise ServiceTimeoutError(name, method, timeout, started=False)
+                if not ctx.accepting:
+                    ctx = self.context_of(name)
+                return self._manager.call_sync(ctx, method, args, kwargs, left)
+            except Exception as exc:
+                delay = policy.delay(attempt)
+                if (
+                    attempt >= policy.retries
+                    or not policy.retryable(exc)
+                    or time.monotonic() + delay >= deadline
+                ):
+                    raise
+                ctx.count_retry()
+                attempt += 1
+                if self._stop_event.wait(delay):
+                    raise JobCancelledError(f"job stopping: retry of {name!r} not made") from exc
 
     def call_service_async(
         self,
@@ -125,8 +170,9 @@ class ProxyManager:
         *args: Any,
         timeout: float | None = None,
         method: str | None = None,
+        retries: RetryPolicy | int | None = None,
         **kwargs: Any,
-    ) -> ServiceFuture:
+    ) -> ServiceFuture | RetryingFuture:
         """Call service ``name`` without waiting; returns a ``ServiceFuture``.
 
         The future is a ``concurrent.futures.Future`` (``.result(timeout)``) that can also be
@@ -142,12 +188,13 @@ class ProxyManager:
             raise ValueError(
                 "an async call needs a finite timeout; use call_service to wait forever"
             )
-        return self._manager.call_async(
-            ctx,
-            "process" if method is None else method,
-            args,
-            kwargs,
-            self.async_timeout if timeout is None else _check_timeout(timeout),
+        method = "process" if method is None else method
+        timeout = self.async_timeout if timeout is None else _check_timeout(timeout)
+        policy = ctx.retry if retries is None else RetryPolicy.coerce(retries)
+        if policy is None or not policy.retries:
+            return self._manager.call_async(ctx, method, args, kwargs, timeout)
+        return RetryingFuture(
+            self._manager, lambda: self.context_of(name), method, args, kwargs, timeout, policy
         )
 
     def reset(self) -> None:

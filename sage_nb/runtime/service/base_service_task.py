@@ -19,11 +19,22 @@ from ..messages import RemoteError, ServiceRequest, ServiceResponse
 
 if TYPE_CHECKING:
     from ..proxy import ProxyManager
+    from ..retry import RetryPolicy
     from .context import ServiceContext
 
-__all__ = ["BaseServiceTask", "ServiceFactory", "ServiceStatistics", "ServiceVersion"]
+__all__ = [
+    "HEALTH_METHOD",
+    "BaseServiceTask",
+    "HealthReport",
+    "ServiceFactory",
+    "ServiceStatistics",
+    "ServiceVersion",
+]
 
 log = logging.getLogger(__name__)
+
+#: The method name health checks use; it runs the service's ``health()``.
+HEALTH_METHOD = "__health__"
 
 #: Names a caller may not pick with ``method=``: lifecycle hooks and runtime helpers.
 _HIDDEN_METHODS = frozenset({"setup", "close", "health", "call_service", "call_service_async"})
@@ -55,10 +66,26 @@ class ServiceFactory:
     concurrency: int = 1
     #: Where the definition came from: "code" (register_service) or "cell" (%%sage_service).
     origin: str = "code"
+    #: Backpressure: requests that may wait (None: unbounded) and what a caller does when the
+    #: queue is full: "block" until its deadline, or "fail" with ServiceOverloadedError.
+    max_queued: int | None = 10_000
+    overflow: str = "block"
+    #: Default retry policy of calls to this service (None: no retries).
+    retry: RetryPolicy | None = None
+    #: How many times a crashed worker is restarted (with backoff) before the service is down.
+    max_restarts: int = 3
 
     def __post_init__(self) -> None:
         if not isinstance(self.concurrency, int) or self.concurrency < 1:
             raise ValueError(f"concurrency must be an int >= 1, got {self.concurrency!r}")
+        if self.max_queued is not None and (
+            not isinstance(self.max_queued, int) or self.max_queued < 1
+        ):
+            raise ValueError(f"max_queued must be an int >= 1 or None, got {self.max_queued!r}")
+        if self.overflow not in ("block", "fail"):
+            raise ValueError(f"overflow must be 'block' or 'fail', got {self.overflow!r}")
+        if not isinstance(self.max_restarts, int) or self.max_restarts < 0:
+            raise ValueError(f"max_restarts must be an int >= 0, got {self.max_restarts!r}")
         if inspect.isclass(self.target) or callable(self.target):
             return
         if not any(callable(getattr(self.target, m, None)) for m in dir(self.target)):
@@ -122,11 +149,12 @@ class ServiceVersion:
         found = self.methods.get(name)
         if found is not None:
             return found
-        fn = (
-            None
-            if name.startswith("_") or name in _HIDDEN_METHODS
-            else getattr(self.instance, name, None)
-        )
+        if name == HEALTH_METHOD:  # the runtime's health check
+            fn = getattr(self.instance, "health", None)
+        elif name.startswith("_") or name in _HIDDEN_METHODS:
+            fn = None
+        else:
+            fn = getattr(self.instance, name, None)
         if not callable(fn):
             raise ServiceNotFoundError(service, method=name, methods=self.public_methods())
         found = self.methods[name] = (fn, inspect.iscoroutinefunction(fn))
@@ -150,6 +178,18 @@ class ServiceVersion:
 
 
 @dataclass(frozen=True)
+class HealthReport:
+    """The health of one service: ``status`` is "healthy", "degraded", "down" or "stopped"."""
+
+    name: str
+    status: str
+    reason: str = ""
+
+    def __str__(self) -> str:
+        return f"{self.name}: {self.status}" + (f" ({self.reason})" if self.reason else "")
+
+
+@dataclass(frozen=True)
 class ServiceStatistics:
     """A snapshot of one service, for ``%sage_status``, widgets and tests.
 
@@ -167,6 +207,8 @@ class ServiceStatistics:
     failed: int
     timed_out: int
     cancelled: int
+    retries: int
+    restarts: int
     p50: float | None
     p95: float | None
     p99: float | None
@@ -236,4 +278,8 @@ class BaseServiceTask:
         raise NotImplementedError
 
     def statistics(self) -> ServiceStatistics:
+        raise NotImplementedError
+
+    def liveness(self) -> tuple[str, str]:
+        """("healthy" | "degraded" | "down" | "stopped", reason) from the runtime's own view."""
         raise NotImplementedError

@@ -15,12 +15,14 @@ from __future__ import annotations
 
 import queue
 import threading
+from time import monotonic
 from typing import TYPE_CHECKING, Any
 
-from ...errors import ServiceUnavailableError
+from ...errors import ServiceOverloadedError, ServiceTimeoutError, ServiceUnavailableError
 
 if TYPE_CHECKING:
     from ..messages import ServiceRequest
+    from ..retry import RetryPolicy
     from .base_service_task import BaseServiceTask
 
 __all__ = ["ServiceContext"]
@@ -42,16 +44,36 @@ class ServiceContext:
         self.accepting = False
         #: The task that executes this service's requests, or None before the first deploy.
         self.task: BaseServiceTask | None = None
+        #: Backpressure: at most this many requests wait (None: no bound); when full a caller
+        #: waits for room until its deadline ("block") or fails at once ("fail").
+        self.max_queued: int | None = None
+        self.overflow = "block"
+        #: The retry policy of calls that do not pass ``retries=``.
+        self.retry: RetryPolicy | None = None
         # Caller-side counters, written by many threads: updated under a lock, off the hot path
-        # (only timeouts and cancellations count here).
+        # (only timeouts, cancellations and retries count here).
         self._lock = threading.Lock()
         self.timed_out = 0
         self.cancelled = 0
+        self.retries = 0
+        # Invariants: ``waiting`` (callers blocked for room) changes under _room; a worker that
+        # claims a request notifies _room only when ``waiting`` is non-zero.
+        self._room = threading.Condition(threading.Lock())
+        self.waiting = 0
+
+    def configure(
+        self, *, max_queued: int | None, overflow: str, retry: RetryPolicy | None
+    ) -> None:
+        self.max_queued = max_queued
+        self.overflow = overflow
+        self.retry = retry
 
     def submit(self, request: ServiceRequest) -> None:
         """Queue ``request``; raise ``ServiceUnavailableError`` if the service is not serving."""
         if not self.accepting:
             raise self.unavailable()
+        if self.max_queued is not None and len(self.pending) >= self.max_queued:
+            self._wait_for_room(request)
         rid = request.request_id
         self.pending[rid] = request
         self.request_queue.put(request)
@@ -60,9 +82,48 @@ class ServiceContext:
         if not self.accepting and self.pending.pop(rid, None) is not None:
             raise self.unavailable()
 
+    def _wait_for_room(self, request: ServiceRequest) -> None:
+        limit = self.max_queued
+        assert limit is not None
+        if self.overflow == "fail":
+            raise ServiceOverloadedError(
+                f"service {self.name!r} already has {len(self.pending)} queued requests "
+                f"(max_queued={limit}); slow down, raise max_queued, or use overflow='block'"
+            )
+        with self._room:
+            self.waiting += 1
+            try:
+                while len(self.pending) >= limit:
+                    if not self.accepting:
+                        raise self.unavailable()
+                    left = None if request.deadline is None else request.deadline - monotonic()
+                    if left is not None and left <= 0:
+                        with self._lock:
+                            self.timed_out += 1
+                        raise ServiceTimeoutError(
+                            self.name, request.method_name, request.timeout, started=False
+                        )
+                    self._room.wait(left)
+            finally:
+                self.waiting -= 1
+
+    def notify_room(self, everyone: bool = False) -> None:
+        """Wake callers waiting for room (called by workers, only when ``waiting``)."""
+        with self._room:
+            if everyone:
+                self._room.notify_all()
+            else:
+                self._room.notify()
+
+    def count_retry(self) -> None:
+        with self._lock:
+            self.retries += 1
+
     def withdraw(self, request_id: int, *, timed_out: bool) -> bool:
         """Cancel a request no worker has started; return False if one already started it."""
         withdrawn = self.pending.pop(request_id, None) is not None
+        if withdrawn and self.waiting:
+            self.notify_room()
         with self._lock:
             if timed_out:
                 self.timed_out += 1

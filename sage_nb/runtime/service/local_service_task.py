@@ -51,12 +51,13 @@ class _Stop:
 class _Worker:
     """One worker thread and the counters only it writes."""
 
-    __slots__ = ("busy", "done", "expired", "failed", "index", "latency", "thread")
+    __slots__ = ("busy", "done", "expired", "failed", "index", "latency", "since", "thread")
 
     def __init__(self, index: int) -> None:
         self.index = index
         self.thread: threading.Thread | None = None
         self.busy: ServiceVersion | None = None
+        self.since = 0.0  # when the request it is busy with started
         self.done = 0
         self.failed = 0
         self.expired = 0
@@ -107,6 +108,10 @@ class LocalServiceTask(BaseServiceTask):
         #: Set when workers must answer requests as unavailable instead of running them.
         self._refusing = False
         self._loop: _LoopRunner | None = None
+        #: Set by stop(): interrupts a crashed worker's restart backoff.
+        self._stopped = threading.Event()
+        self.restarts = 0
+        self._down_reason = ""
 
     # -- lifecycle -------------------------------------------------------------------------
     def start(self) -> None:
@@ -123,7 +128,9 @@ class LocalServiceTask(BaseServiceTask):
         for _ in range(n):
             worker = _Worker(len(self._workers))
             suffix = f"#{worker.index}" if worker.index else ""
-            worker.thread = make_thread(f"sage_nb/service/{self.name}{suffix}", self._serve, worker)
+            worker.thread = make_thread(
+                f"sage_nb/service/{self.name}{suffix}", self._supervise, worker
+            )
             self._workers.append(worker)
             worker.thread.start()
 
@@ -143,6 +150,9 @@ class LocalServiceTask(BaseServiceTask):
             self._state = "stopping"
             workers = self._alive_workers()
         self.context.accepting = False
+        self._stopped.set()
+        if self.context.waiting:
+            self.context.notify_room(everyone=True)
         if not drain:
             self._refusing = True
         for _ in workers:
@@ -188,15 +198,12 @@ class LocalServiceTask(BaseServiceTask):
             if self._state != "running":
                 self._close_version(new)
                 raise ServiceUnavailableError(f"service {self.name!r} is {self._state}")
-            old, self._version, self.factory = self._version, new, factory
             alive = self._alive_workers()
             if factory.concurrency > len(alive):
                 self._spawn(factory.concurrency - len(alive))
             for _ in range(len(alive) - factory.concurrency):
                 self.context.request_queue.put(_Stop(self))
-            self._cond.wait_for(lambda: all(w.busy is not old for w in self._workers), timeout)
-        if old is not None:
-            self._close_version(old)
+        self._install(new, wait=True, timeout=timeout)
 
     def _close_version(self, version: ServiceVersion) -> None:
         try:
@@ -204,10 +211,65 @@ class LocalServiceTask(BaseServiceTask):
         except Exception:
             log.exception("close() of service %r (version %d) raised", self.name, version.number)
 
+    # -- supervision -----------------------------------------------------------------------
+    def _supervise(self, worker: _Worker) -> None:
+        """Run the worker loop; if it dies (an exception that is not an ``Exception``, such as
+        ``SystemExit``, escaped a method), rebuild the service with backoff and go on, up to
+        ``factory.max_restarts`` times; then the service is down."""
+        while True:
+            try:
+                self._serve(worker)
+                return
+            except BaseException as exc:
+                worker.busy = None
+                reason = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+                log.warning("service %r: worker died (%s)", self.name, reason)
+            while True:
+                with self._cond:
+                    self.restarts += 1
+                    attempt = self.restarts
+                if attempt > self.factory.max_restarts or self._stopped.is_set():
+                    self._go_down(f"its worker died {attempt} times; last: {reason}")
+                    return
+                if self._stopped.wait(min(2.0, 0.05 * 2 ** (attempt - 1))):
+                    return
+                try:
+                    self._install(self.build_version(self.factory), wait=False)
+                    break
+                except Exception as exc:
+                    reason = f"setup failed: {type(exc).__name__}: {exc}"
+                    log.warning("service %r: restart failed (%s)", self.name, reason)
+
+    def _go_down(self, reason: str) -> None:
+        """Stop serving after repeated crashes: fail what is queued with the reason."""
+        with self._cond:
+            if self._state != "running":
+                return
+            self._state = "down"
+            self._down_reason = reason
+        self.context.accepting = False
+        self._refusing = True
+        if self.context.waiting:
+            self.context.notify_room(everyone=True)
+        self._fail_queued(f"it is down ({reason})")
+        for _ in self._alive_workers():
+            self.context.request_queue.put(_Stop(self))
+        log.error("service %r is down: %s", self.name, reason)
+
+    def _install(self, new: ServiceVersion, *, wait: bool, timeout: float | None = None) -> None:
+        """Make ``new`` the version workers run; close the old one once no worker runs it."""
+        with self._cond:
+            old, self._version, self.factory = self._version, new, new.factory
+            if wait:
+                self._cond.wait_for(lambda: all(w.busy is not old for w in self._workers), timeout)
+        if old is not None:
+            self._close_version(old)
+
     # -- the hot loop ----------------------------------------------------------------------
     def _serve(self, worker: _Worker) -> None:
-        get = self.context.request_queue.get
-        claim = self.context.pending.pop
+        ctx = self.context
+        get = ctx.request_queue.get
+        claim = ctx.pending.pop
         monotonic = time.monotonic
         name = self.name
         latency = worker.latency
@@ -220,12 +282,15 @@ class LocalServiceTask(BaseServiceTask):
                 continue  # left behind by an earlier start of this service
             if claim(request.request_id, None) is None:
                 continue  # withdrawn by its caller: never run it
+            if ctx.waiting:
+                ctx.notify_room()
             version = self._version
             start = monotonic()
             if self._refusing or (request.deadline is not None and start > request.deadline):
                 self._refuse(worker, request)
                 continue
             worker.busy = version
+            worker.since = start
             assert version is not None
             try:
                 fn, is_async = version.methods.get(request.method_name) or version.resolve(
@@ -240,12 +305,22 @@ class LocalServiceTask(BaseServiceTask):
                     result = fn(*request.args, **request.kwargs)
                 else:
                     result = caller.run(fn, *request.args, **request.kwargs)
-            except BaseException as exc:
+            except Exception as exc:
                 elapsed = monotonic() - start
                 response = ServiceResponse(
                     request.request_id, False, None, RemoteError.from_exception(exc), elapsed
                 )
                 worker.failed += 1
+            except BaseException as exc:  # SystemExit and the like: this worker dies
+                worker.failed += 1
+                self._deliver_refusal(
+                    request,
+                    ServiceUnavailableError(
+                        f"service {name!r} died while running this request "
+                        f"({type(exc).__name__}: {exc}); it restarts, so calls may be retried"
+                    ),
+                )
+                raise
             else:
                 elapsed = monotonic() - start
                 response = ServiceResponse(request.request_id, True, result, None, elapsed)
@@ -357,10 +432,26 @@ class LocalServiceTask(BaseServiceTask):
             failed=sum(w.failed for w in everyone),
             timed_out=self.context.timed_out + sum(w.expired for w in everyone),
             cancelled=self.context.cancelled,
+            retries=self.context.retries,
+            restarts=self.restarts,
             p50=p50,
             p95=p95,
             p99=p99,
         )
+
+    def liveness(self, stall_after: float = 5.0) -> tuple[str, str]:
+        state = self._state
+        if state == "down":
+            return "down", self._down_reason
+        if state != "running":
+            return "stopped", state
+        if not self._alive_workers():
+            return "down", "no worker thread is alive"
+        now = time.monotonic()
+        stuck = [now - w.since for w in self._workers if w.busy is not None]
+        if stuck and max(stuck) > stall_after:
+            return "degraded", f"a request has been running for {max(stuck):.1f} s"
+        return "healthy", ""
 
     def __repr__(self) -> str:
         return f"<LocalServiceTask {self.name!r} {self._state}>"

@@ -29,8 +29,9 @@ from ..messages import ServiceRequest, ServiceResponse
 from .deadlines import DeadlineScheduler
 
 if TYPE_CHECKING:
-    from collections.abc import Generator
+    from collections.abc import Callable, Generator
 
+    from ..retry import RetryPolicy
     from .context import ServiceContext
 
 try:
@@ -38,7 +39,13 @@ try:
 except ImportError:  # pragma: no cover - every CPython has it
     from threading import Lock as allocate_lock  # type: ignore[assignment]
 
-__all__ = ["ServiceFuture", "ServiceManager", "error_from_response"]
+__all__ = [
+    "AwaitableFuture",
+    "RetryingFuture",
+    "ServiceFuture",
+    "ServiceManager",
+    "error_from_response",
+]
 
 _monotonic = time.monotonic
 
@@ -73,7 +80,14 @@ class _SyncWaiter:
         self.lock.release()
 
 
-class ServiceFuture(Future):  # type: ignore[type-arg]
+class AwaitableFuture(Future):  # type: ignore[type-arg]
+    """A ``concurrent.futures.Future`` that an asyncio coroutine can also ``await``."""
+
+    def __await__(self) -> Generator[Any, None, Any]:
+        return asyncio.wrap_future(self).__await__()
+
+
+class ServiceFuture(AwaitableFuture):
     """The result of ``call_service_async``: a ``concurrent.futures.Future`` you can also await.
 
     ``result(timeout)`` waits in threads; ``await future`` waits in an asyncio event loop. Either
@@ -151,12 +165,112 @@ class ServiceFuture(Future):  # type: ignore[type-arg]
         self._scheduler.discard(self, self._tick)
         return super().cancel()
 
-    def __await__(self) -> Generator[Any, None, Any]:
-        return asyncio.wrap_future(self).__await__()
-
     def __repr__(self) -> str:
         call = f"{self.service_name}.{self.method_name}"
         return f"<ServiceFuture #{self.request_id} {call} {self._state.lower()}>"
+
+
+class _Later:
+    """Runs ``action`` when the deadline scheduler reaches it (a delayed retry)."""
+
+    __slots__ = ("_abandon", "_action")
+
+    def __init__(self, action: Callable[[], None], abandon: Callable[[str], None]) -> None:
+        self._action = action
+        self._abandon = abandon
+
+    def expire(self) -> None:
+        self._action()
+
+    def abandon(self, reason: str) -> None:
+        self._abandon(reason)
+
+
+class RetryingFuture(AwaitableFuture):
+    """The future of an async call with retries: it completes with the first attempt that
+    succeeds, or with the last failure once no retry fits before the deadline.
+
+    Each retry is started by the environment's deadline thread after its backoff, never by a
+    service thread, so a failing service never blocks on its own queue.
+    """
+
+    def __init__(
+        self,
+        manager: ServiceManager,
+        resolve: Callable[[], ServiceContext],
+        method: str,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        timeout: float,
+        policy: RetryPolicy,
+    ) -> None:
+        super().__init__()
+        self._manager = manager
+        self._resolve = resolve
+        self._call = (method, args, kwargs)
+        self.timeout = timeout
+        self._policy = policy
+        self._deadline = _monotonic() + timeout
+        self._current: Future | None = None  # type: ignore[type-arg]
+        self.attempts = 0
+        self._attempt()
+
+    def _attempt(self) -> None:
+        if self.done():
+            return
+        method, args, kwargs = self._call
+        self.attempts += 1
+        try:
+            ctx = self._resolve()
+            left = self._deadline - _monotonic()
+            if left <= 0:
+                raise ServiceTimeoutError(ctx.name, method, self.timeout, started=False)
+            self._current = future = self._manager.call_async(ctx, method, args, kwargs, left)
+        except Exception as exc:
+            self._failed(exc, None)
+            return
+        future.add_done_callback(self._attempt_done)
+
+    def _attempt_done(self, future: Future) -> None:  # type: ignore[type-arg]
+        if future.cancelled() or self.done():
+            return
+        exc = future.exception()
+        if exc is None:
+            self._settle(future.result(), None)
+        else:
+            self._failed(exc, getattr(future, "_context", None))
+
+    def _failed(self, exc: BaseException, ctx: ServiceContext | None) -> None:
+        policy = self._policy
+        delay = policy.delay(self.attempts - 1)
+        due = _monotonic() + delay
+        if self.attempts > policy.retries or not policy.retryable(exc) or due >= self._deadline:
+            self._settle(None, exc)
+            return
+        if ctx is not None:
+            ctx.count_retry()
+        try:
+            self._manager._deadlines.add(_Later(self._attempt, self._abandon), due)
+        except RuntimeError:  # the environment closed meanwhile
+            self._settle(None, exc)
+
+    def _abandon(self, reason: str) -> None:
+        self._settle(None, ServiceUnavailableError(f"call abandoned: {reason}"))
+
+    def _settle(self, result: Any, exc: BaseException | None) -> None:
+        try:
+            if exc is None:
+                self.set_result(result)
+            else:
+                self.set_exception(exc)
+        except InvalidStateError:
+            pass
+
+    def cancel(self) -> bool:
+        current = self._current
+        if current is not None and not current.cancel():
+            return False
+        return super().cancel()
 
 
 class ServiceManager:

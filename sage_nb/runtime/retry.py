@@ -1,0 +1,78 @@
+"""``RetryPolicy``: when and how often a failed service call is tried again.
+
+Retries happen on the caller's side (``ProxyManager``), inside the caller's deadline: a retry
+that could not finish before the deadline is not attempted, so a call with retries never takes
+longer than its timeout. By default only failures where the service certainly did not run the
+request are retried (it was unavailable, overloaded, or timed out before starting), so a
+non-idempotent method never runs twice; list exception types in ``retry_on`` to retry failures
+of calls that ran (make those methods idempotent).
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..errors import ServiceCallError, ServiceTimeoutError, ServiceUnavailableError
+
+__all__ = ["RetryPolicy"]
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """Retry up to ``retries`` times, waiting ``backoff * multiplier**attempt`` seconds (at most
+    ``max_backoff``), each wait shortened at random by up to ``jitter`` (a fraction) so that
+    callers failing together do not retry together.
+
+    Parameters
+    ----------
+    retries:
+        How many times to try again after the first attempt.
+    retry_on:
+        Exception types (or their qualified names, as in ``ServiceCallError.remote_type``)
+        raised by the service that are worth retrying, in addition to the safe defaults.
+    """
+
+    retries: int = 3
+    backoff: float = 0.05
+    multiplier: float = 2.0
+    max_backoff: float = 2.0
+    jitter: float = 0.5
+    retry_on: tuple[Any, ...] = field(default=())
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.retries, int) or self.retries < 0:
+            raise ValueError(f"retries must be an int >= 0, got {self.retries!r}")
+        if self.backoff < 0 or self.max_backoff < 0 or not 0 <= self.jitter <= 1:
+            raise ValueError("backoff and max_backoff must be >= 0 and jitter in [0, 1]")
+
+    @classmethod
+    def coerce(cls, value: RetryPolicy | int | None) -> RetryPolicy | None:
+        """``None``, an int (that many retries, default backoff) or a policy."""
+        if value is None or isinstance(value, RetryPolicy):
+            return value
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise TypeError(f"retries takes an int or a RetryPolicy, got {value!r}")
+        return cls(retries=value)
+
+    def delay(self, attempt: int) -> float:
+        """Seconds to wait before retry number ``attempt`` (0 for the first retry)."""
+        base = min(self.max_backoff, self.backoff * self.multiplier**attempt)
+        return base * (1 - self.jitter * random.random())
+
+    def retryable(self, exc: BaseException) -> bool:
+        if isinstance(exc, ServiceTimeoutError):
+            return not exc.started or self._listed(exc)
+        if isinstance(exc, ServiceUnavailableError):
+            return True
+        if isinstance(exc, ServiceCallError):
+            return self._listed(exc.__cause__) or any(
+                isinstance(t, str) and t == exc.remote_type for t in self.retry_on
+            )
+        return self._listed(exc)
+
+    def _listed(self, exc: BaseException | None) -> bool:
+        if exc is None:
+            return False
+        return any(isinstance(t, type) and isinstance(exc, t) for t in self.retry_on)
