@@ -146,17 +146,27 @@ class ServiceCallError(SageError, RuntimeError):
 
 
 class OperatorError(SageError, RuntimeError):
-    """A pipeline operator raised while processing a record; the job stops."""
+    """A pipeline operator raised while processing a record; the job stops.
 
-    def __init__(self, operator: str, record: Any, cause: BaseException) -> None:
+    ``record`` is the record it was given, or ``OperatorError.NO_RECORD`` when it failed
+    outside a record (a source reading, ``setup()``, ``close()``); ``phase`` then says where.
+    """
+
+    NO_RECORD: Any = type("NoRecord", (), {"__repr__": lambda self: "<no record>"})()
+
+    def __init__(
+        self, operator: str, record: Any, cause: BaseException, *, phase: str = ""
+    ) -> None:
         self.operator = operator
         self.record = record
-        text = repr(record)
-        if len(text) > 200:
-            text = text[:197] + "..."
-        super().__init__(
-            f"operator {operator!r} failed on record {text}: {type(cause).__name__}: {cause}"
-        )
+        if record is OperatorError.NO_RECORD:
+            where = f"in {phase}" if phase else "outside a record"
+        else:
+            text = repr(record)
+            if len(text) > 200:
+                text = text[:197] + "..."
+            where = f"on record {text}"
+        super().__init__(f"operator {operator!r} failed {where}: {type(cause).__name__}: {cause}")
 
     def __reduce__(self) -> tuple[Any, ...]:
         return (_rebuild_operator_error, (self.operator, self.record, str(self), self.__cause__))

@@ -10,7 +10,7 @@ import itertools
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from .functions import CoMapFunction, FunctionFactory
+from .functions import CoMapFunction, FunctionFactory, describe
 
 if TYPE_CHECKING:
     from .environment import BaseEnvironment
@@ -43,6 +43,7 @@ class Transformation:
         key: FunctionFactory | None = None,
         input_keys: list[FunctionFactory | None] | None = None,
         on_error: Any = "fail",
+        streaming: bool = False,
     ) -> None:
         if not isinstance(parallelism, int) or isinstance(parallelism, bool) or parallelism < 1:
             raise ValueError(f"parallelism must be an int >= 1, got {parallelism!r}")
@@ -62,6 +63,8 @@ class Transformation:
                 f"that receives each DeadLetter, got {on_error!r}"
             )
         self.on_error = on_error
+        #: Sources: True for ``from_source`` (None records are skipped), False for finite ones.
+        self.streaming = streaming
 
     @property
     def label(self) -> str:
@@ -242,6 +245,7 @@ class ConnectedStreams:
             spec = fns[0]
         elif len(fns) == n and all(callable(f) for f in fns):
             spec = _CallablesCoMap(tuple(fns))
+            name = name or ", ".join(describe(f) for f in fns)
         else:
             raise TypeError(
                 f"comap takes a CoMapFunction or {n} callables (one per stream), got {len(fns)}"

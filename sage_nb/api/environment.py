@@ -243,7 +243,9 @@ class BaseEnvironment:
         """
         _check_source(source, "from_source")
         return self._add(
-            Transformation("source", None, [], source=source, name=name or "from_source")
+            Transformation(
+                "source", None, [], source=source, name=name or "from_source", streaming=True
+            )
         )
 
     def clear_pipeline(self) -> None:
@@ -261,7 +263,12 @@ class BaseEnvironment:
 
         Ctrl-C (``KeyboardInterrupt``) while waiting stops the job, then re-raises.
         """
-        job = self.start_job()
+        try:
+            job = self.start_job()
+        except BaseException:
+            if autostop and not self.keep_services:
+                self._dispatcher.stop_services()  # some may have started before the failure
+            raise
         if not autostop:
             return job
         try:

@@ -114,7 +114,10 @@ def unload(shell: Any) -> None:
     runtime = _runtime
     if runtime is not None:
         runtime.unload()
-    magics = shell.magics_manager.magics
+    manager = shell.magics_manager
     for kind in ("line", "cell"):
         for name in SageMagics.magics[kind]:
-            magics[kind].pop(name, None)
+            manager.magics[kind].pop(name, None)
+    # The registry holds the magics instance, and through it the closed environment.
+    if isinstance(manager.registry.get(SageMagics.__name__), SageMagics):
+        del manager.registry[SageMagics.__name__]

@@ -1,15 +1,20 @@
 """IPython magics: a thin layer over ``sage_env`` (see ``kernel.py``).
 
 Each magic's help (``%sage_submit?``) comes from its argument parser. A user mistake raises
-``UsageError``: IPython shows it as one line, without a traceback.
+``UsageError``: IPython shows it as one line, without a traceback, so every message also says
+the fix (argument errors end with the magic's usage line).
 """
 
 from __future__ import annotations
 
 import ast
+import inspect
+import os
 import re
 import shlex
 import sys
+import types
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from IPython.core.error import UsageError
@@ -17,15 +22,18 @@ from IPython.core.magic import Magics, cell_magic, line_magic, magics_class
 from IPython.core.magic_arguments import argument, magic_arguments, parse_argstring
 
 from .. import __version__
-from ..errors import ServiceNotFoundError, ServiceUnavailableError
+from ..errors import ServiceCallError, ServiceNotFoundError, ServiceUnavailableError
 from ..runtime.service.base_service_task import ServiceFactory
-from .display import StatusReport, progress_line
+from .display import StatusReport, job_summary, progress_view
 
 if TYPE_CHECKING:
+    from types import TracebackType
+
+    from ..api.datastream import Transformation
     from ..runtime.job_manager import Job
     from .kernel import KernelRuntime
 
-__all__ = ["SageMagics"]
+__all__ = ["JobInterrupted", "SageMagics"]
 
 _MAGICS_HELP = """\
 sage_nb {version}: pipelines that call services, in this kernel.
@@ -42,22 +50,56 @@ sage_env is the environment: sage_env.from_batch(data).map(fn).sink(print) build
 sage_env.call_service(...) and await sage_env.call_service_async(...) call services.
 Help on one magic: %sage_submit?"""
 
+#: Method names a service cell may not pick with --method: lifecycle hooks and helpers.
+_RESERVED_METHODS = frozenset({"setup", "close", "health", "call_service", "call_service_async"})
 
-class _ServiceWithMethod:
-    """A service factory target whose plain calls (no ``method=``) run ``method``."""
+_PACKAGE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
-    def __init__(self, target: Any, method: str) -> None:
-        self.target = target
-        self.method = method
-        self.__qualname__ = getattr(target, "__qualname__", type(target).__name__)
 
-    def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        instance = self.target(*args, **kwargs)
-        chosen = getattr(instance, self.method, None)
-        if not callable(chosen):
-            raise AttributeError(f"{self.__qualname__} has no method {self.method!r}")
-        instance.process = chosen
-        return instance
+class JobInterrupted(KeyboardInterrupt):
+    """The kernel was interrupted during ``%sage_submit``; the job has been stopped.
+
+    It is a ``KeyboardInterrupt``, so the rest of the cell and the cells queued after it
+    (Run All) do not run; IPython shows it as one line instead of a traceback.
+    """
+
+    def _render_traceback_(self) -> list[str]:
+        return [f"\x1b[0;31mKeyboardInterrupt\x1b[0m: {self}"]
+
+
+def _usage(magic: Callable[..., Any]) -> str:
+    """The usage line of a magic's argument parser, on one line: ``%sage_stop [--all] [name]``."""
+    text = " ".join(magic.parser.format_usage().split())  # type: ignore[attr-defined]
+    return text.removeprefix("::").strip()
+
+
+def _parse(magic: Callable[..., Any], line: str) -> Any:
+    """``parse_argstring`` whose errors end with the usage line (the fix)."""
+    try:
+        return parse_argstring(magic, line)
+    except UsageError as exc:
+        raise UsageError(f"{exc}; usage: {_usage(magic)}") from None
+    except ValueError as exc:  # unbalanced quotes
+        raise UsageError(f"cannot split {line!r}: {exc}; usage: {_usage(magic)}") from None
+
+
+def _plural(n: int, word: str) -> str:
+    return f"{n:,} {word}{'s' if n != 1 else ''}"
+
+
+def _with_method(cls: type, method: str) -> type:
+    """A subclass of ``cls`` whose ``process`` is ``cls.method`` (plain calls run it)."""
+    attr = inspect.getattr_static(cls, method)
+
+    def body(ns: dict[str, Any]) -> None:
+        ns.update(
+            process=attr,
+            __module__=cls.__module__,
+            __qualname__=cls.__qualname__,
+            __doc__=cls.__doc__,
+        )
+
+    return types.new_class(cls.__name__, (cls,), exec_body=body)
 
 
 class _FunctionAsService:
@@ -72,6 +114,13 @@ class _FunctionAsService:
         return f"<service function {getattr(self.process, '__qualname__', self.process)!r}>"
 
 
+def _user_frames(tb: TracebackType | None) -> TracebackType | None:
+    """Drop the runtime's frames at the head of a service's traceback (its worker loop)."""
+    while tb is not None and tb.tb_frame.f_code.co_filename.startswith(_PACKAGE_DIR):
+        tb = tb.tb_next
+    return tb
+
+
 @magics_class
 class SageMagics(Magics):
     """The ``%sage_*`` magics."""
@@ -81,15 +130,20 @@ class SageMagics(Magics):
     def __init__(self, shell: Any, runtime: KernelRuntime) -> None:
         super().__init__(shell)
         self.runtime = runtime
+        # Transformations the previous %sage_submit ran, to tell a re-built pipeline from
+        # an old one (see _pipeline_to_run).
+        self._submitted: list[Transformation] = []
 
     @property
     def env(self) -> Any:
         return self.runtime.env
 
     # -- help ------------------------------------------------------------------------------
+    @magic_arguments()
     @line_magic
     def sage_nb(self, line: str = "") -> None:
         """Show what sage_nb's magics do."""
+        _parse(self.sage_nb, line)
         print(_MAGICS_HELP.format(version=__version__))
 
     # -- %%sage_service --------------------------------------------------------------------
@@ -113,10 +167,11 @@ class SageMagics(Magics):
         """Define a service in a cell: one class, or one function that becomes its process.
 
         The cell runs in the notebook's namespace, so it can use imports and names of earlier
-        cells. Re-running the cell swaps the new version in place: it is built first (if its
-        constructor or setup() raises, the old version keeps serving), then the old version
-        finishes its current request and its close() runs; queued requests are answered by
-        the new version.
+        cells, and the class (or function) it defines stays there. Re-running the cell swaps
+        the new version in place: it is built first (if its constructor or setup() raises, the
+        old version keeps serving), then the old version finishes its current request and its
+        close() runs; queued requests are answered by the new version. The service's worker
+        threads are named sage_nb/service/NAME.
 
         Example::
 
@@ -127,14 +182,23 @@ class SageMagics(Magics):
                 def process(self, user_id):
                     return self.db.get(user_id, {})
         """
-        args = parse_argstring(self.sage_service, line)
+        args = _parse(self.sage_service, line)
         name = args.name
         if not name.isidentifier():
             raise UsageError(
                 f"service name {name!r} is not an identifier; try %%sage_service profile"
             )
         if args.concurrency < 1:
-            raise UsageError(f"--concurrency must be 1 or more, got {args.concurrency}")
+            raise UsageError(
+                f"--concurrency must be 1 or more, got {args.concurrency}; "
+                f"e.g. %%sage_service {name} --concurrency 4"
+            )
+        method = args.method
+        if not method.isidentifier() or method.startswith("_") or method in _RESERVED_METHODS:
+            raise UsageError(
+                f"--method {method!r} cannot be called: name a public method of the service, "
+                f"e.g. --method lookup"
+            )
         target_name, is_class = self._service_definition(cell)
         dispatcher = self.env._dispatcher
         existing = dispatcher.factory(name) if name in dispatcher.names() else None
@@ -149,12 +213,19 @@ class SageMagics(Magics):
         code = compile(source, filename, "exec", dont_inherit=True)
         exec(code, self.shell.user_ns)
         target = self.shell.user_ns[target_name]
+        spec: Any
         if is_class:
-            spec: Any = (
-                target if args.method == "process" else _ServiceWithMethod(target, args.method)
-            )
+            if method != "process":
+                if not callable(getattr(target, method, None)):
+                    raise UsageError(
+                        f"class {target_name} has no method {method!r} for --method; "
+                        f"define def {method}(self, ...) in it or drop --method"
+                    )
+                spec = _with_method(target, method)
+            else:
+                spec = target
         else:
-            spec = _FunctionAsService(target, args.method)
+            spec = _FunctionAsService(target, method)
         factory = ServiceFactory(name, spec, concurrency=args.concurrency, origin="cell")
         self._deploy(factory, existing)
 
@@ -197,20 +268,20 @@ class SageMagics(Magics):
     def _deploy(self, factory: ServiceFactory, existing: ServiceFactory | None) -> None:
         dispatcher = self.env._dispatcher
         name = factory.name
-        workers = f"{factory.concurrency} worker{'s' if factory.concurrency != 1 else ''}"
+        workers = _plural(factory.concurrency, "worker")
         ctx = dispatcher.contexts().get(name)
         running = ctx is not None and ctx.accepting
         queued = len(ctx.pending) if ctx is not None else 0
         try:
             dispatcher.register(factory, replace=existing is not None)
-        except Exception:
+        except Exception as exc:
             if running:
                 print(
                     f"service {name!r}: the new version failed to start; the running version "
                     f"keeps serving",
                     file=sys.stderr,
                 )
-            raise
+            raise exc.with_traceback(_user_frames(exc.__traceback__)) from exc.__cause__
         try:
             dispatcher.ensure_service(name)
         except ServiceUnavailableError as exc:
@@ -218,30 +289,37 @@ class SageMagics(Magics):
                 dispatcher.unregister(name)
             else:
                 dispatcher.register(existing, replace=True)
-            raise (exc.__cause__ or exc) from None
+            error = exc.__cause__ or exc
+            raise error.with_traceback(_user_frames(error.__traceback__)) from None
         if running:
             version = ctx.task.statistics().version if ctx and ctx.task else "?"
-            handed = (
-                f"; {queued} queued request{'s' if queued != 1 else ''} handed over"
-                if queued
-                else ""
-            )
+            handed = f"; {_plural(queued, 'queued request')} handed over" if queued else ""
             print(f"✓ service {name!r} updated to version {version} ({workers}){handed}")
         else:
             print(f"✓ service {name!r} ready ({workers})")
 
     # -- %sage_call ------------------------------------------------------------------------
+    @magic_arguments()
+    @argument("--method", "-m", help="the method to call (default: process)")
+    @argument("--timeout", "-t", type=float, help="seconds to wait (default 10)")
+    @argument("name", help="the service")
+    @argument(
+        "args",
+        nargs="*",
+        help="Python expressions evaluated in the notebook, separated by commas or spaces; "
+        "keyword arguments too",
+    )
     @line_magic
     def sage_call(self, line: str) -> Any:
-        """Call a service and show its result: %sage_call [--method M] [--timeout S] NAME ARGS
+        """Call a service and show its result.
 
-        ARGS are Python expressions evaluated in the notebook's namespace, separated by commas
-        or spaces; keyword arguments work too::
+        Examples::
 
             %sage_call profile "42"
             %sage_call --method lookup profile user_id, fields=["age"]
         """
-        method, timeout, name, rest = _split_call_line(line)
+        __tracebackhide__ = True
+        method, timeout, name, rest = _split_call_line(line, _usage(self.sage_call))
         call_args, call_kwargs = self._evaluate_arguments(rest)
         try:
             return self.env.call_service(
@@ -249,6 +327,14 @@ class SageMagics(Magics):
             )
         except ServiceNotFoundError as exc:
             raise UsageError(str(exc)) from None
+        except ServiceCallError as exc:
+            # Show the service's own exception from its first line of user code, then this
+            # call; the runtime's frames in between say nothing to the notebook's user.
+            cause = exc.__cause__
+            if cause is None:
+                raise exc.with_traceback(None) from None
+            cause.__traceback__ = _user_frames(cause.__traceback__)
+            raise exc.with_traceback(None) from cause
 
     def _evaluate_arguments(self, text: str) -> tuple[tuple[Any, ...], dict[str, Any]]:
         if not text.strip():
@@ -287,69 +373,94 @@ class SageMagics(Magics):
     def sage_submit(self, line: str) -> Any:
         """Run sage_env's pipeline.
 
-        Waits until a finite pipeline is drained, showing progress, then prints a summary.
-        With --background it returns the running Job at once (also in sage_env.jobs).
-        Interrupting the kernel (Ctrl-C, the stop button) stops the job cleanly and says how
-        far it got; a second interrupt stops waiting for it.
+        Runs what was built since the previous %sage_submit (so re-running a cell that builds
+        and submits a pipeline runs it once), or the previous pipeline again if nothing new
+        was built. Waits until a finite pipeline is drained, showing progress, then prints a
+        summary. With --background it returns the running Job at once (also in
+        sage_env.jobs). Interrupting the kernel (Ctrl-C, the stop button) stops the job
+        cleanly and says how far it got; a second interrupt stops waiting for it.
         """
-        args = parse_argstring(self.sage_submit, line)
-        if args.timeout is not None and args.timeout <= 0:
-            raise UsageError(f"--timeout must be a number of seconds > 0, got {args.timeout}")
+        args = _parse(self.sage_submit, line)
+        if args.timeout is not None and not args.timeout > 0:
+            raise UsageError(
+                f"--timeout must be a number of seconds > 0, got {args.timeout}; "
+                f"e.g. %sage_submit --timeout 30"
+            )
         env = self.env
         if not env.pipeline:
             raise UsageError(
                 "sage_env has no pipeline yet; build one first, e.g. "
                 "sage_env.from_batch(data).map(fn).sink(print)"
             )
+        running = env._job_manager.running()
+        if running:
+            raise UsageError(
+                f"job {running[0].name!r} is still running; stop it with %sage_stop "
+                f"(or wait: sage_env.jobs[-1].wait())"
+            )
+        env.pipeline = self._pipeline_to_run(env.pipeline)
+        calls_before = _service_calls(env)
         try:
             job = env.start_job()
-        except (ValueError, RuntimeError) as exc:
+        except (ValueError, TypeError, RuntimeError) as exc:
             raise UsageError(str(exc)) from None
+        self._submitted = list(env.pipeline)
         if args.background:
             return job
         self._wait(job, args.timeout, not args.no_progress)
+        if job.status == "failed":
+            job.raise_for_error()
+        print(job_summary(job, _calls_since(env, calls_before), timeout=args.timeout))
         return None
 
+    def _pipeline_to_run(self, pipeline: list[Transformation]) -> list[Transformation]:
+        """What was built since the last submit if it stands on its own, else everything."""
+        old = {id(t) for t in self._submitted}
+        new = [t for t in pipeline if id(t) not in old]
+        if not new or len(new) == len(pipeline):
+            return pipeline
+        built = {id(t) for t in new}
+        if all(id(upstream) in built for t in new for upstream in t.inputs):
+            return new
+        return pipeline  # the new operators extend the old pipeline: run all of it
+
     def _wait(self, job: Job, timeout: float | None, show_progress: bool) -> None:
+        """Wait in the cell's own thread, in short waits that refresh the progress line, so
+        an interrupt reaches this loop at once (see ARCHITECTURE: kernel facts)."""
         from IPython.display import display
 
-        handle = display(progress_line(job), display_id=True) if show_progress else None
+        handle = display(progress_view(job), display_id=True) if show_progress else None
         try:
             while not job.wait(0.1):
                 if handle is not None:
-                    handle.update(progress_line(job))
+                    handle.update(progress_view(job))
                 if timeout is not None and job.elapsed() > timeout:
                     job.stop(timeout=2.0)
                     break
         except KeyboardInterrupt:
-            self._interrupted(job)
-            return
+            raise self._interrupted(job) from None
         finally:
             if handle is not None:
-                handle.update(progress_line(job))
-        if job.status == "failed":
-            job.raise_for_error()
-        print(job.summary())
+                handle.update(progress_view(job))
 
-    def _interrupted(self, job: Job) -> None:
-        done, total = job.progress()
-        of = f" of {total:,}" if total is not None else ""
+    def _interrupted(self, job: Job) -> JobInterrupted:
         try:
             clean = job.stop(timeout=2.0)
         except KeyboardInterrupt:  # a second interrupt: stop waiting
             job._request_stop("stopped")
             clean = False
-        done, _ = job.progress()
+        done, total = job.progress()
+        of = f" of {total:,}" if total is not None else ""
         note = "" if clean else " (a task was still busy; it stops after its current call)"
-        print(f"stopped after {done:,}{of} records{note}", file=sys.stderr)
+        return JobInterrupted(f"job {job.name!r} stopped after {done:,}{of} records{note}")
 
     # -- %sage_status, %sage_stop, %sage_reset, %sage_env ----------------------------------
+    @magic_arguments()
     @line_magic
     def sage_status(self, line: str = "") -> StatusReport:
         """Show services (state, workers, queue depth, in flight, done, failed, latency),
         recent jobs and the threads sage_env owns."""
-        if line.strip():
-            raise UsageError("%sage_status takes no arguments")
+        _parse(self.sage_status, line)
         return StatusReport(self.env)
 
     @magic_arguments()
@@ -357,55 +468,83 @@ class SageMagics(Magics):
     @argument("--all", action="store_true", help="stop running jobs and every service")
     @line_magic
     def sage_stop(self, line: str = "") -> None:
-        """Stop running jobs (no argument), one service (NAME), or everything (--all)."""
-        args = parse_argstring(self.sage_stop, line)
+        """Stop running jobs (no argument), one service (NAME), or everything (--all).
+
+        A stopped service's close() runs; it starts again (setup() runs) on its next call.
+        """
+        args = _parse(self.sage_stop, line)
         env = self.env
+        if args.all and args.name:
+            raise UsageError(
+                f"give a service name or --all, not both; usage: {_usage(self.sage_stop)}"
+            )
         if args.all:
             jobs = len(env._job_manager.running())
             env.stop(timeout=5.0)
-            print(f"stopped {jobs} job{'s' if jobs != 1 else ''} and every service")
+            print(f"stopped {_plural(jobs, 'job')} and every service")
         elif args.name:
             if args.name not in env.services:
-                raise UsageError(str(ServiceNotFoundError(args.name, env.services)))
+                registered = ", ".join(repr(n) for n in env.services) or "none"
+                raise UsageError(
+                    f"no service {args.name!r} to stop (registered: {registered}); "
+                    f"%sage_status lists them"
+                )
             env._dispatcher.stop_service(args.name, timeout=5.0)
             print(f"stopped service {args.name!r}")
         else:
             jobs = env._job_manager.running()
             for job in jobs:
                 job.stop(timeout=5.0)
-            print(f"stopped {len(jobs)} job{'s' if len(jobs) != 1 else ''}")
+            print(f"stopped {_plural(len(jobs), 'job')}")
 
+    @magic_arguments()
     @line_magic
     def sage_reset(self, line: str = "") -> None:
         """Close sage_env (every service's close() runs) and start a fresh, empty one."""
-        if line.strip():
-            raise UsageError("%sage_reset takes no arguments")
+        _parse(self.sage_reset, line)
         old = self.env
         services, jobs = len(old.services), len(old.jobs)
         self.runtime.replace_env(self.runtime.backend, old.name)
-        print(f"sage_env reset: {services} services and {jobs} jobs removed")
+        self._submitted = []
+        print(f"sage_env reset: {_plural(services, 'service')} and {_plural(jobs, 'job')} removed")
 
     @magic_arguments()
     @argument("name", nargs="?", help="name of a new environment")
     @argument("--backend", choices=("local", "ray"), default=None, help="threads or Ray")
     @line_magic
     def sage_env(self, line: str = "") -> Any:
-        """Show sage_env, or replace it: %sage_env [--backend local|ray] [NAME]."""
-        args = parse_argstring(self.sage_env, line)
+        """Show sage_env, or replace it with a new, empty one (the old one is closed)."""
+        args = _parse(self.sage_env, line)
         if args.name is None and args.backend is None:
             return self.env
         backend = args.backend or self.runtime.backend
         name = args.name or self.env.name
         try:
-            return self.runtime.replace_env(backend, name)
+            env = self.runtime.replace_env(backend, name)
         except (NotImplementedError, ValueError) as exc:
             raise UsageError(str(exc)) from None
+        self._submitted = []
+        return env
+
+
+def _service_calls(env: Any) -> dict[str, int]:
+    return {s.name: s.done + s.failed + s.timed_out for s in env.statistics().services}
+
+
+def _calls_since(env: Any, before: dict[str, int]) -> dict[str, tuple[int, Any]]:
+    """Calls each service answered since ``before``, with its statistics."""
+    found = {}
+    for s in env.statistics().services:
+        n = s.done + s.failed + s.timed_out - before.get(s.name, 0)
+        if n > 0:
+            found[s.name] = (n, s)
+    return found
 
 
 _OPTION = re.compile(r"\s*(--method|-m|--timeout|-t)(?:\s+|=)(\S+)")
 
 
-def _split_call_line(line: str) -> tuple[str | None, float | None, str, str]:
+def _split_call_line(line: str, usage: str) -> tuple[str | None, float | None, str, str]:
     """``[--method M] [--timeout S] NAME ARGS`` → (method, timeout, name, args text)."""
     method: str | None = None
     timeout: float | None = None
@@ -421,9 +560,15 @@ def _split_call_line(line: str) -> tuple[str | None, float | None, str, str]:
             try:
                 timeout = float(value)
             except ValueError:
-                raise UsageError(f"--timeout takes seconds, got {value!r}") from None
+                timeout = -1.0
+            if not timeout > 0:
+                raise UsageError(
+                    f"--timeout takes seconds > 0, got {value!r}; e.g. --timeout 2.5"
+                ) from None
         rest = rest[m.end() :]
     m = re.match(r"\s*([A-Za-z_]\w*)(.*)$", rest, re.S)
     if m is None:
-        raise UsageError('%sage_call needs a service name: %sage_call profile "42"')
+        option = rest.split()[0] if rest.strip().startswith("-") else None
+        what = f"unknown option {option}" if option else "a service name is missing"
+        raise UsageError(f'{what}; usage: {usage}, e.g. %sage_call profile "42"')
     return method, timeout, m.group(1), m.group(2).strip()

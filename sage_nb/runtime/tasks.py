@@ -22,7 +22,7 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 from ..api.functions import BaseFunction, StopSignal
-from ..errors import JobCancelledError
+from ..errors import JobCancelledError, OperatorError
 from .chain import ChainProgram
 from .channel import CLOSED, Channel, ChannelClosed
 from .threads import make_thread
@@ -83,14 +83,15 @@ class OperatorTask:
     # -- the thread ------------------------------------------------------------------------
     def _run(self) -> None:
         job = self.job
+        opened: list[tuple[str, Any]] = []
         try:
-            self._open()
+            self._open(opened)
             if self.region.is_source:
                 self._run_source()
             else:
                 self._run_inputs()
             if not job.stopping:
-                self._close_functions()
+                self._close_functions(opened)
                 self._send_end()
         except (JobCancelledError, ChannelClosed):
             if not job.stopping:  # pragma: no cover - only a stopping job cancels
@@ -98,9 +99,16 @@ class OperatorTask:
         except BaseException as exc:
             job._fail(exc)
         finally:
+            if opened:  # stopped or failed: still give every function its close()
+                try:
+                    self._close_functions(opened)
+                except BaseException as exc:
+                    log.warning("%s: close() failed after the job ended: %s", self, exc)
             job._task_done(self)
 
-    def _open(self) -> None:
+    def _open(self, opened: list[tuple[str, Any]]) -> None:
+        """Give each function its context and run its ``setup()``; ``opened`` collects those
+        that need a ``close()``."""
         job = self.job
         for node in self.region.nodes:
             fn = self.functions.get(node.id)
@@ -117,13 +125,24 @@ class OperatorTask:
                 log.debug("could not give %r a context", fn)
             setup = getattr(fn, "setup", None)
             if callable(setup):
-                setup()
+                try:
+                    setup()
+                except Exception as exc:
+                    no = OperatorError.NO_RECORD
+                    raise OperatorError(node.label, no, exc, phase="setup()") from exc
+            opened.append((node.label, fn))
 
-    def _close_functions(self) -> None:
-        for fn in self.functions.values():
+    @staticmethod
+    def _close_functions(opened: list[tuple[str, Any]]) -> None:
+        while opened:
+            label, fn = opened.pop(0)
             close = getattr(fn, "close", None)
-            if callable(close) and not inspect.isroutine(fn):
-                close()
+            if callable(close):
+                try:
+                    close()
+                except Exception as exc:
+                    no = OperatorError.NO_RECORD
+                    raise OperatorError(label, no, exc, phase="close()") from exc
 
     def _run_source(self) -> None:
         job = self.job
@@ -132,12 +151,20 @@ class OperatorTask:
         account = self.program.account
         send = self._send
         monotonic = time.monotonic
-        reader = _SourceReader(head.transformation.source, head.kind == "source")
+        try:
+            reader = _SourceReader(head.transformation.source, head.transformation.streaming)
+        except Exception as exc:
+            no = OperatorError.NO_RECORD
+            raise OperatorError(head.label, no, exc, phase="opening the source") from exc
         head.total = reader.total
         size = 16
         while not job.stopping:
             start = monotonic()
-            batch = reader.read(size, start)
+            try:
+                batch = reader.read(size, start)
+            except Exception as exc:
+                no = OperatorError.NO_RECORD
+                raise OperatorError(head.label, no, exc, phase="reading") from exc
             if batch:
                 outputs, counts = run(batch)
                 account(len(batch), counts)

@@ -260,10 +260,6 @@ def test_submit_with_broken_service_raises(env: LocalEnvironment) -> None:
     assert out == []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: a blocking submit that fails to deploy a service leaves the others running",
-)
 def test_submit_with_broken_service_leaves_no_threads(env: LocalEnvironment) -> None:
     counts: dict[str, int] = {}
     env.register_service("a_good", Lifecycle, counts)  # started first (sorted by name)

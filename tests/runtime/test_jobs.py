@@ -184,7 +184,6 @@ def test_interrupt_while_waiting_stops_the_job(env: LocalEnvironment) -> None:
     assert job.done
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: job.stop() skips close() of operator functions")
 def test_stop_runs_close_of_functions(env: LocalEnvironment) -> None:
     hooks: list[str] = []
     seen = threading.Event()

@@ -201,10 +201,6 @@ def test_environment_runs_the_next_job_after_a_failure(env: LocalEnvironment) ->
     assert out == [1, 2]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: a failing source function raises its bare exception, not an OperatorError",
-)
 def test_source_failure_names_the_source(env: LocalEnvironment) -> None:
     def read() -> int:
         raise ValueError("source broke")
@@ -217,10 +213,6 @@ def test_source_failure_names_the_source(env: LocalEnvironment) -> None:
     assert env.jobs[-1].status == "failed"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: a failing operator setup() raises its bare exception, not an OperatorError",
-)
 def test_operator_setup_failure_names_the_operator(env: LocalEnvironment) -> None:
     class BadSetup(MapFunction):
         def setup(self) -> None:

@@ -109,10 +109,6 @@ def test_invalid_concurrency_raises_value_error(env: LocalEnvironment, concurren
     assert env.services == []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: register_service(concurrency=True) is accepted as 1 (parallelism rejects bools)",
-)
 def test_bool_concurrency_is_rejected(env: LocalEnvironment) -> None:
     with pytest.raises(ValueError, match="concurrency"):
         env.register_service("svc", lambda: 1, concurrency=True)
@@ -123,10 +119,6 @@ def test_constructor_args_without_a_class_raise(env: LocalEnvironment) -> None:
         env.register_service("cache", None, 1024)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: ServiceFactory's 'object with methods' check counts dunders, so 42 is accepted",
-)
 def test_object_without_methods_is_rejected(env: LocalEnvironment) -> None:
     with pytest.raises(TypeError, match="'nothing'"):
         env.register_service("nothing", 42)

@@ -66,10 +66,6 @@ class Countdown(BatchFunction):
         return 3
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: a BatchFunction returning None does not end the stream (tasks.py streaming flag)",
-)
 @pytest.mark.parametrize("spec", [Countdown, Countdown()], ids=["class", "instance"])
 def test_from_batch_batch_function_ends_on_none(env: LocalEnvironment, spec: Any) -> None:
     out: list[Any] = []

@@ -76,7 +76,11 @@ class ServiceFactory:
     max_restarts: int = 3
 
     def __post_init__(self) -> None:
-        if not isinstance(self.concurrency, int) or self.concurrency < 1:
+        if (
+            isinstance(self.concurrency, bool)
+            or not isinstance(self.concurrency, int)
+            or self.concurrency < 1
+        ):
             raise ValueError(f"concurrency must be an int >= 1, got {self.concurrency!r}")
         if self.max_queued is not None and (
             not isinstance(self.max_queued, int) or self.max_queued < 1
@@ -88,7 +92,8 @@ class ServiceFactory:
             raise ValueError(f"max_restarts must be an int >= 0, got {self.max_restarts!r}")
         if inspect.isclass(self.target) or callable(self.target):
             return
-        if not any(callable(getattr(self.target, m, None)) for m in dir(self.target)):
+        # An instance is a service if it has methods of its own: not a builtin value.
+        if type(self.target).__module__ == "builtins":
             raise TypeError(
                 f"service {self.name!r} must be a class, a function or an object with methods; "
                 f"got {type(self.target).__name__}"

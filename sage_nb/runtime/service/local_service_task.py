@@ -290,6 +290,8 @@ class LocalServiceTask(BaseServiceTask):
                 self._refuse(worker, request)
                 continue
             worker.busy = version
+            if version is not self._version:  # a swap raced us: run the new version
+                version = worker.busy = self._version
             worker.since = start
             assert version is not None
             try:
