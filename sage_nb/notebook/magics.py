@@ -404,10 +404,13 @@ class SageMagics(Magics):
             job = env.start_job()
         except (ValueError, TypeError, RuntimeError) as exc:
             raise UsageError(str(exc)) from None
-        self._submitted = list(env.pipeline)
-        if args.background:
-            return job
-        self._wait(job, args.timeout, not args.no_progress)
+        try:
+            self._submitted = list(env.pipeline)
+            if args.background:
+                return job
+            self._wait(job, args.timeout, not args.no_progress)
+        except KeyboardInterrupt:
+            raise self._interrupted(job) from None
         if job.status == "failed":
             job.raise_for_error()
         print(job_summary(job, _calls_since(env, calls_before), timeout=args.timeout))
@@ -437,16 +440,21 @@ class SageMagics(Magics):
                 if timeout is not None and job.elapsed() > timeout:
                     job.stop(timeout=2.0)
                     break
-        except KeyboardInterrupt:
-            raise self._interrupted(job) from None
         finally:
             if handle is not None:
                 handle.update(progress_view(job))
 
     def _interrupted(self, job: Job) -> JobInterrupted:
+        """Stop ``job`` after an interrupt; a second interrupt stops waiting for it."""
         try:
-            clean = job.stop(timeout=2.0)
-        except KeyboardInterrupt:  # a second interrupt: stop waiting
+            clean = job.stop(timeout=0.25)
+            if not clean:
+                print(
+                    f"stopping job {job.name!r}: a task is busy; interrupt again to stop waiting",
+                    file=sys.stderr,
+                )
+                clean = job.wait(1.75)
+        except KeyboardInterrupt:
             job._request_stop("stopped")
             clean = False
         done, total = job.progress()

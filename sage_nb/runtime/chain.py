@@ -37,6 +37,9 @@ if TYPE_CHECKING:
 
 __all__ = ["ChainProgram"]
 
+#: Compiled chains by (source, filename): resubmitting a pipeline does not compile again.
+_compiled: dict[tuple[str, str], Any] = {}
+
 PortFunction = Callable[[list[Any]], tuple[tuple[Any, ...], tuple[int, ...]]]
 
 
@@ -81,7 +84,12 @@ class ChainProgram:
             self._port_function(port)
         text = "\n".join(self._lines) + "\n"
         linecache.cache[self._filename] = (len(text), None, text.splitlines(True), self._filename)
-        exec(compile(text, self._filename, "exec"), self._ns)
+        code = _compiled.get((text, self._filename))
+        if code is None:
+            if len(_compiled) > 256:
+                _compiled.clear()
+            code = _compiled[text, self._filename] = compile(text, self._filename, "exec")
+        exec(code, self._ns)
         self.source = text
         self.ports: list[PortFunction] = [self._ns[f"port{p}"] for p in range(n_ports)]
         self._plan = self._accounting_plan()

@@ -157,7 +157,10 @@ class OperatorTask:
             no = OperatorError.NO_RECORD
             raise OperatorError(head.label, no, exc, phase="opening the source") from exc
         head.total = reader.total
-        size = 16
+        # Batches only bound how much crosses a queue at once; a job that is one chained task
+        # moves nothing between tasks, so only the time target limits its batches.
+        limit = job.max_batch if self.program.out_edges else job.max_batch * 16
+        size = 64
         while not job.stopping:
             start = monotonic()
             try:
@@ -174,7 +177,7 @@ class OperatorTask:
                 return
             took = monotonic() - start
             if took < TARGET_BATCH_SECONDS / 2:
-                size = min(size * 2, job.max_batch)
+                size = min(size * 2, limit)
             elif took > TARGET_BATCH_SECONDS * 4 and size > 1:
                 size //= 2
 

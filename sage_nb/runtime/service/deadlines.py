@@ -61,6 +61,12 @@ class DeadlineScheduler:
     def add(self, item: Expirable, deadline: float) -> int:
         """Register ``item`` to expire at ``deadline`` (``time.monotonic()``); return its tick."""
         tick = int(deadline / self._resolution) + 1
+        bucket = self._buckets.get(tick)
+        # Fast path, no lock: the bucket exists and is not due yet, so the thread (alive while
+        # any bucket exists) cannot be popping it now.
+        if bucket is not None and deadline > time.monotonic() + 2 * self._resolution:
+            bucket.add(item)
+            return tick
         with self._cond:
             if self._closed:
                 raise RuntimeError(f"deadline scheduler {self.name!r} is closed")

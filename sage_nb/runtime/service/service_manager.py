@@ -16,7 +16,6 @@ completes; a ``DeadlineScheduler`` fails it at its deadline if the service never
 
 from __future__ import annotations
 
-import asyncio
 import itertools
 import math
 import time
@@ -27,9 +26,10 @@ from typing import TYPE_CHECKING, Any
 from ...errors import SageError, ServiceCallError, ServiceTimeoutError, ServiceUnavailableError
 from ..messages import ServiceRequest, ServiceResponse
 from .deadlines import DeadlineScheduler
+from .futures import AwaitableFuture
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Generator
+    from collections.abc import Callable
 
     from ..retry import RetryPolicy
     from .context import ServiceContext
@@ -78,13 +78,6 @@ class _SyncWaiter:
     def deliver(self, response: ServiceResponse) -> None:
         self.response = response
         self.lock.release()
-
-
-class AwaitableFuture(Future):  # type: ignore[type-arg]
-    """A ``concurrent.futures.Future`` that an asyncio coroutine can also ``await``."""
-
-    def __await__(self) -> Generator[Any, None, Any]:
-        return asyncio.wrap_future(self).__await__()
 
 
 class ServiceFuture(AwaitableFuture):
