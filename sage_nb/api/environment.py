@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from ..runtime.dispatcher import Dispatcher, ServiceTaskFactory
-from ..runtime.job_manager import Job, JobManager, JobStatistics
+from ..runtime.job_manager import Job, JobManager, JobStatistics, OperatorTaskFactory
 from ..runtime.proxy import DEFAULT_ASYNC_TIMEOUT, DEFAULT_SYNC_TIMEOUT, ProxyManager
 from ..runtime.retry import RetryPolicy
 from ..runtime.service.base_service_task import HealthReport, ServiceFactory, ServiceStatistics
@@ -296,9 +296,14 @@ class BaseEnvironment:
             proxy_factory=self._operator_proxy,
             channel_capacity=self.channel_capacity,
             max_batch=self.max_batch,
+            task_factory=self._operator_task_factory(),
         )
         job.start()
         return job
+
+    def _operator_task_factory(self) -> OperatorTaskFactory | None:
+        """How this environment runs operator tasks (None: threads)."""
+        return None
 
     def _operator_proxy(self, node: Any, job: Job) -> ProxyManager:
         return self._dispatcher.proxy(

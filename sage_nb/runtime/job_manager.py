@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..errors import JobFailedError
 from .dead_letters import DeadLetter
-from .graph import ExecutionGraph, NodeStatistics, OperatorNode
+from .graph import ExecutionGraph, NodeStatistics, OperatorNode, Region
 from .tasks import OperatorTask
 
 if TYPE_CHECKING:
@@ -31,6 +31,12 @@ __all__ = ["Job", "JobManager", "JobStatistics"]
 log = logging.getLogger(__name__)
 
 _job_ids = itertools.count(1)
+
+#: Makes the task of one parallel instance of a region: ``(job, region, index, capacity)``.
+#: ``OperatorTask`` (a thread) by default; a backend may run some regions elsewhere (the Ray
+#: backend runs parallel regions as actors) behind the same interface: ``channel``,
+#: ``targets``, ``program.out_edges``, ``thread``, ``start()`` and ``abort()``.
+OperatorTaskFactory = Callable[["Job", Region, int, int], OperatorTask]
 
 
 @dataclass(frozen=True)
@@ -66,6 +72,7 @@ class Job:
         channel_capacity: int = 32,
         max_batch: int = 1024,
         on_done: Callable[[Job], None] | None = None,
+        task_factory: OperatorTaskFactory | None = None,
     ) -> None:
         self.name = name
         self.graph = graph
@@ -87,8 +94,9 @@ class Job:
         self._lock = threading.Lock()
         self._done = threading.Event()
         self._final: str | None = None
+        make_task = task_factory or OperatorTask
         self.tasks = [
-            OperatorTask(self, region, i, channel_capacity)
+            make_task(self, region, i, channel_capacity)
             for region in graph.regions
             for i in range(region.parallelism)
         ]
@@ -236,6 +244,7 @@ class JobManager:
         channel_capacity: int,
         max_batch: int,
         on_done: Callable[[Job], None] | None = None,
+        task_factory: OperatorTaskFactory | None = None,
     ) -> Job:
         graph = ExecutionGraph.compile(transformations, services)
         with self._lock:
@@ -252,6 +261,7 @@ class JobManager:
                 channel_capacity=channel_capacity,
                 max_batch=max_batch,
                 on_done=on_done,
+                task_factory=task_factory,
             )
             self.jobs.append(job)
         return job
