@@ -29,6 +29,7 @@ from typing import Any, TypeVar
 
 from ..runtime.dispatcher import Dispatcher, ServiceTaskFactory
 from ..runtime.job_manager import Job, JobManager, JobStatistics, OperatorTaskFactory
+from ..runtime.metrics import ActivitySignal
 from ..runtime.proxy import DEFAULT_ASYNC_TIMEOUT, DEFAULT_SYNC_TIMEOUT, ProxyManager
 from ..runtime.retry import RetryPolicy
 from ..runtime.service.base_service_task import HealthReport, ServiceFactory, ServiceStatistics
@@ -299,6 +300,7 @@ class BaseEnvironment:
             task_factory=self._operator_task_factory(),
         )
         job.start()
+        self._dispatcher.activity.fire()
         return job
 
     def _operator_task_factory(self) -> OperatorTaskFactory | None:
@@ -365,6 +367,18 @@ class BaseEnvironment:
         ``timeout`` makes the service "degraded".
         """
         return self._dispatcher.health(timeout)
+
+    @property
+    def activity(self) -> ActivitySignal:
+        """Fired when a call or a job starts while an observer waits for activity."""
+        return self._dispatcher.activity
+
+    def graph(self) -> Any:
+        """A live view of the execution graph of the latest job (or of the pipeline built so
+        far): a widget in a notebook, a static SVG elsewhere. Needs ``sage_nb[notebook]``."""
+        from ..notebook.widgets import GraphView
+
+        return GraphView(self)
 
     def threads(self) -> list[threading.Thread]:
         """Threads this environment owns that are alive now."""

@@ -19,6 +19,7 @@ from ..errors import (
     ServiceTimeoutError,
     ServiceUnavailableError,
 )
+from .metrics import ActivitySignal
 from .proxy import ProxyManager
 from .service.base_service_task import (
     HEALTH_METHOD,
@@ -82,6 +83,8 @@ class Dispatcher:
         self._factories: dict[str, ServiceFactory] = {}
         self._contexts: dict[str, ServiceContext] = {}
         self._closed = False
+        #: Shared by every service context and job of the environment.
+        self.activity = ActivitySignal()
 
     # -- registration ----------------------------------------------------------------------
     def register(self, factory: ServiceFactory, *, replace: bool = False) -> None:
@@ -132,6 +135,7 @@ class Dispatcher:
             ctx = self._contexts.get(name)
             if ctx is None:
                 ctx = self._contexts[name] = ServiceContext(name, self.name)
+                ctx.activity = self.activity
             if ctx.accepting:
                 return ctx
             ctx.configure(

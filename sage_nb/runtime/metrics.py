@@ -6,9 +6,10 @@ readers (``statistics()``, widgets) take snapshots. Nothing here locks on the ho
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterable, Sequence
 
-__all__ = ["LatencyWindow", "percentile", "percentiles"]
+__all__ = ["ActivitySignal", "LatencyWindow", "percentile", "percentiles"]
 
 
 class LatencyWindow:
@@ -53,3 +54,29 @@ def percentiles(
 ) -> tuple[float | None, ...]:
     samples = sorted(s for w in windows for s in w.recent())
     return tuple(percentile(samples, q) for q in qs)
+
+
+class ActivitySignal:
+    """Wakes an observer (the notebook's publisher) when an idle environment becomes busy.
+
+    The observer ``arm()``s it before waiting; the next call or job start sees ``armed`` (one
+    attribute read on the hot path) and ``fire()``s it once. While nothing happens, the observer
+    sleeps on the event without polling.
+    """
+
+    __slots__ = ("armed", "event")
+
+    def __init__(self) -> None:
+        self.armed = False
+        self.event = threading.Event()
+
+    def arm(self) -> None:
+        self.event.clear()
+        self.armed = True
+
+    def fire(self) -> None:
+        self.armed = False
+        self.event.set()
+
+    def wait(self, timeout: float | None = None) -> bool:
+        return self.event.wait(timeout)

@@ -15,17 +15,22 @@ from __future__ import annotations
 
 import queue
 import threading
+from collections import deque
 from time import monotonic
 from typing import TYPE_CHECKING, Any
 
 from ...errors import ServiceOverloadedError, ServiceTimeoutError, ServiceUnavailableError
+from ..metrics import ActivitySignal
 
 if TYPE_CHECKING:
-    from ..messages import ServiceRequest
+    from ..messages import ServiceRequest, ServiceResponse
     from ..retry import RetryPolicy
     from .base_service_task import BaseServiceTask
 
-__all__ = ["ServiceContext"]
+__all__ = ["RECENT", "ServiceContext"]
+
+#: How many recent request/response pairs a service keeps for monitors.
+RECENT = 32
 
 
 class ServiceContext:
@@ -56,6 +61,11 @@ class ServiceContext:
         self.timed_out = 0
         self.cancelled = 0
         self.retries = 0
+        #: The environment's activity signal (see metrics.ActivitySignal); fired by a call
+        #: arriving while an observer waits for activity.
+        self.activity = ActivitySignal()
+        #: The most recent (request, response) pairs, newest last, for monitors.
+        self.recent: deque[tuple[ServiceRequest, ServiceResponse]] = deque(maxlen=RECENT)
         # Invariants: ``waiting`` (callers blocked for room) changes under _room; a worker that
         # claims a request notifies _room only when ``waiting`` is non-zero.
         self._room = threading.Condition(threading.Lock())
@@ -72,6 +82,8 @@ class ServiceContext:
         """Queue ``request``; raise ``ServiceUnavailableError`` if the service is not serving."""
         if not self.accepting:
             raise self.unavailable()
+        if self.activity.armed:
+            self.activity.fire()
         if self.max_queued is not None and len(self.pending) >= self.max_queued:
             self._wait_for_room(request)
         rid = request.request_id

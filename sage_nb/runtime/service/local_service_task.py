@@ -270,6 +270,7 @@ class LocalServiceTask(BaseServiceTask):
         ctx = self.context
         get = ctx.request_queue.get
         claim = ctx.pending.pop
+        remember = ctx.recent.append
         monotonic = time.monotonic
         name = self.name
         latency = worker.latency
@@ -329,6 +330,7 @@ class LocalServiceTask(BaseServiceTask):
                 worker.done += 1
             worker.busy = None
             request.response_target.deliver(response)  # type: ignore[union-attr]
+            remember((request, response))
             samples[latency.count & mask] = elapsed
             latency.count += 1
             if version is not self._version:
@@ -399,6 +401,7 @@ class LocalServiceTask(BaseServiceTask):
         finally:
             runner.active -= 1
         request.response_target.deliver(response)  # type: ignore[union-attr]
+        self.context.recent.append((request, response))
         stats.latency.add(elapsed)
 
     # -- observation -----------------------------------------------------------------------
