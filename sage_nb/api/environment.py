@@ -298,7 +298,9 @@ class BaseEnvironment:
             channel_capacity=self.channel_capacity,
             max_batch=self.max_batch,
             task_factory=self._operator_task_factory(),
+            on_done=lambda _job: self._dispatcher.activity.fire(),
         )
+        job.environment = self
         job.start()
         self._dispatcher.activity.fire()
         return job
@@ -336,6 +338,7 @@ class BaseEnvironment:
         ok = self._job_manager.stop_all(timeout)
         ok = self._dispatcher.close(timeout) and ok
         _open_environments.discard(self)
+        self._dispatcher.activity.fire()  # observers (live views) see the end
         return ok
 
     @property

@@ -75,7 +75,9 @@ class Job:
         task_factory: OperatorTaskFactory | None = None,
     ) -> None:
         self.name = name
-        self.graph = graph
+        self.execution_graph = graph
+        #: The environment that submitted the job (set by it; used by displays).
+        self.environment: Any = None
         self.max_batch = max_batch
         #: Read by tasks between batches and by operators' service calls: stop now.
         self.stopping = False
@@ -187,7 +189,7 @@ class Job:
         """(records read by the sources, how many they will read or None if unknown)."""
         done = 0
         total: int | None = 0
-        for node in self.graph.nodes:
+        for node in self.execution_graph.nodes:
             if node.kind == "source":
                 done += sum(c.records_out for c in node.counters)
                 total = None if total is None or node.total is None else total + node.total
@@ -206,7 +208,7 @@ class Job:
             elapsed=self.elapsed(),
             done=done,
             total=total,
-            nodes=tuple(self.graph.node_statistics()),
+            nodes=tuple(self.execution_graph.node_statistics()),
             error=None if self.error is None else f"{type(self.error).__name__}: {self.error}",
         )
 
@@ -214,7 +216,9 @@ class Job:
         """One line: status, records, time, and the error if any."""
         done, total = self.progress()
         of = f" of {total:,}" if total is not None else ""
-        sinks = sum(c.records_in for n in self.graph.nodes if n.kind == "sink" for c in n.counters)
+        sinks = sum(
+            c.records_in for n in self.execution_graph.nodes if n.kind == "sink" for c in n.counters
+        )
         text = (
             f"job {self.name!r} {self.status}: {done:,}{of} records read, {sinks:,} reached sinks, "
             f"{self.elapsed():.2f} s"
@@ -225,6 +229,14 @@ class Job:
 
     def __repr__(self) -> str:
         return f"<Job {self.summary()}>"
+
+    def graph(self) -> Any:
+        """A live view of this job's execution graph: a widget in a notebook that keeps
+        counting while the job runs, then shows its final state. Needs ``sage_nb[notebook]``.
+        """
+        from ..notebook.widgets import GraphView
+
+        return GraphView(self.environment, self)
 
 
 class JobManager:

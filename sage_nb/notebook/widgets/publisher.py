@@ -1,0 +1,122 @@
+"""``Publisher``: the one thread per kernel that refreshes every live view.
+
+::
+
+    calls, job starts/ends ──ActivitySignal.fire()──▶ wake event
+    sage_nb/publisher: while views are open:
+        refresh every view (render statistics → widget.value if it changed)
+        something changed or running → wait 0.1 s (at most 10 updates a second)
+        all quiet → arm the signals, wait on the wake event (no timeout, no polling)
+
+Views read ``statistics()``; the runtime never calls into a view, so rendering never runs on a
+hot path. The thread ends when every view is closed or their environments are closed.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from typing import TYPE_CHECKING
+
+from ...runtime.threads import make_thread
+
+if TYPE_CHECKING:
+    from .views import LiveView
+
+__all__ = ["Publisher", "publisher"]
+
+log = logging.getLogger(__name__)
+
+#: Seconds between two refreshes while something changes: at most 10 a second.
+INTERVAL = 0.1
+
+_lock = threading.Lock()
+_publisher: Publisher | None = None
+
+
+def publisher() -> Publisher:
+    """The kernel's publisher (created on first use)."""
+    global _publisher
+    with _lock:
+        if _publisher is None or _publisher.finished:
+            _publisher = Publisher()
+        return _publisher
+
+
+class Publisher:
+    """Refreshes registered views from a daemon thread, throttled, idle without polling."""
+
+    def __init__(self) -> None:
+        # Invariants: _views and _thread change under _lock; _wake is shared with the
+        # ActivitySignal of every environment a view watches.
+        self._lock = threading.Lock()
+        self._views: list[LiveView] = []
+        self._wake = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.finished = False
+        self.refreshes = 0
+
+    def add(self, view: LiveView) -> None:
+        with self._lock:
+            if self.finished:
+                raise RuntimeError("the publisher has stopped")
+            self._views.append(view)
+            for env in view.environments():
+                env.activity.event = self._wake
+            if self._thread is None:
+                self._thread = make_thread("sage_nb/publisher", self._run)
+                self._thread.start()
+        self._wake.set()
+
+    def poke(self) -> None:
+        """Refresh soon (a view closed, an environment stopped)."""
+        self._wake.set()
+
+    @property
+    def views(self) -> list[LiveView]:
+        with self._lock:
+            return list(self._views)
+
+    def stop(self, timeout: float | None = 2.0) -> None:
+        """Close every view (each leaves its static snapshot) and end the thread."""
+        with self._lock:
+            views, self._views = self._views, []
+            thread = self._thread
+            self.finished = True
+        for view in views:
+            view.close()
+        self._wake.set()
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(timeout)
+
+    def _run(self) -> None:
+        wake = self._wake
+        while True:
+            with self._lock:
+                self._views = [v for v in self._views if not v.closed]
+                views = list(self._views)
+                if not views:
+                    self.finished = True
+                    return
+            changed = busy = False
+            for view in views:
+                try:
+                    changed = view.refresh() or changed
+                    busy = view.busy() or busy
+                except Exception:  # a broken view must not stop the others
+                    log.exception("refreshing %r failed; closing it", view)
+                    view.close()
+            self.refreshes += 1
+            if changed or busy:
+                wake.wait(INTERVAL)
+                wake.clear()
+                continue
+            # Quiet: arm every environment's signal, then look once more (a change that
+            # happened before arming would not fire), then sleep until something happens.
+            wake.clear()
+            for view in views:
+                for env in view.environments():
+                    env.activity.armed = True
+            if any(v.refresh() for v in views):
+                continue
+            wake.wait()
