@@ -134,8 +134,8 @@ def job_summary(
         f"{mark}job {stats.name!r} {stats.status}{why} in {format_seconds(stats.elapsed)}: "
         f"{stats.done:,}{of} records, errors: {errors:,}"
     ]
-    linear = all(len(node.inputs) <= 1 for node in job.graph.nodes) and all(
-        len(node.outputs) <= 1 for node in job.graph.nodes
+    linear = all(len(node.inputs) <= 1 for node in job.execution_graph.nodes) and all(
+        len(node.outputs) <= 1 for node in job.execution_graph.nodes
     )
     counts = [
         f"{n.label}{f' x{n.parallelism}' if n.parallelism > 1 else ''} "
@@ -177,11 +177,11 @@ class StatusReport:
                 s.state,
                 s.workers,
                 s.version,
-                s.queued,
-                s.in_flight,
-                s.done,
-                s.failed,
-                s.timed_out,
+                f"{s.queued:,}",
+                f"{s.in_flight:,}",
+                f"{s.done:,}",
+                f"{s.failed:,}",
+                f"{s.timed_out:,}",
                 _duration(s.p50),
                 _duration(s.p95),
             )
