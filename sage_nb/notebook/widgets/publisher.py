@@ -107,6 +107,8 @@ class Publisher:
                     log.exception("refreshing %r failed; closing it", view)
                     view.close()
             self.refreshes += 1
+            if any(view.closed for view in views):
+                continue  # drop it now; maybe nothing is left to publish
             if changed or busy:
                 wake.wait(INTERVAL)
                 wake.clear()
