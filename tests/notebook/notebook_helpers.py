@@ -1,0 +1,179 @@
+"""Helpers of the notebook-layer tests: threads by name, and ``KernelSession``, a kernel
+started with jupyter_client.
+
+``KernelSession.execute`` sends a cell and collects its iopub messages until the kernel goes
+idle; messages that belong to other cells (output of a background job) are kept per cell, and
+``wait_for_output`` waits (bounded) for them. Nothing here sleeps: every wait is on a kernel
+message, with a deadline.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+import time
+from collections import defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+#: Seconds any single wait for a kernel message may take before the test fails.
+KERNEL_WAIT = 30.0
+
+
+def sage_threads(prefix: str = "sage_nb/") -> list[str]:
+    return sorted(t.name for t in threading.enumerate() if t.name.startswith(prefix))
+
+
+@dataclass
+class Cell:
+    """What one executed cell produced."""
+
+    msg_id: str
+    reply: dict[str, Any]
+    messages: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def status(self) -> str:
+        return str(self.reply["content"]["status"])
+
+    def stream(self, name: str = "stdout") -> str:
+        return "".join(
+            m["content"]["text"]
+            for m in self.messages
+            if m["msg_type"] == "stream" and m["content"]["name"] == name
+        )
+
+    @property
+    def stdout(self) -> str:
+        return self.stream("stdout")
+
+    @property
+    def stderr(self) -> str:
+        return self.stream("stderr")
+
+    @property
+    def result(self) -> str | None:
+        """The ``text/plain`` of the cell's execute_result, if any."""
+        for m in self.messages:
+            if m["msg_type"] == "execute_result":
+                return str(m["content"]["data"]["text/plain"])
+        return None
+
+    @property
+    def error(self) -> dict[str, Any] | None:
+        for m in self.messages:
+            if m["msg_type"] == "error":
+                return dict(m["content"])
+        return None
+
+
+class KernelSession:
+    """A kernel started by jupyter_client, with helpers that never sleep: every wait is on a
+    kernel message, bounded by ``KERNEL_WAIT``."""
+
+    def __init__(self, cwd: str | None = None) -> None:
+        from jupyter_client.manager import KernelManager
+
+        self.km = KernelManager(kernel_name="python3")
+        self.km.start_kernel(cwd=cwd)
+        self.kc = self.km.client()
+        self.kc.start_channels()
+        self.kc.wait_for_ready(timeout=60)
+        #: iopub messages seen so far, by the msg_id of the request they belong to.
+        self.by_parent: dict[str, list[dict[str, Any]]] = defaultdict(list)
+        #: shell replies read while waiting for another one.
+        self.replies: dict[str, dict[str, Any]] = {}
+
+    # -- reading iopub -------------------------------------------------------------------------
+    def _next_iopub(self, deadline: float) -> dict[str, Any]:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise TimeoutError("no kernel message in time")
+        try:
+            msg: dict[str, Any] = self.kc.get_iopub_msg(timeout=left)
+        except queue.Empty:
+            raise TimeoutError("no kernel message in time") from None
+        parent = msg["parent_header"].get("msg_id")
+        if parent:
+            self.by_parent[parent].append(msg)
+        return msg
+
+    def wait_for(
+        self, parent: str, predicate: Callable[[list[dict[str, Any]]], bool], timeout: float
+    ) -> list[dict[str, Any]]:
+        """Read iopub until ``predicate(messages of parent)`` holds; return those messages."""
+        deadline = time.monotonic() + timeout
+        while not predicate(self.by_parent[parent]):
+            self._next_iopub(deadline)
+        return self.by_parent[parent]
+
+    def wait_for_output(
+        self, parent: str, text: str, timeout: float = KERNEL_WAIT, *, name: str = "stdout"
+    ) -> str:
+        """Wait until stream ``name`` of request ``parent`` contains ``text``; return it."""
+
+        def stream(msgs: list[dict[str, Any]]) -> str:
+            return "".join(
+                m["content"]["text"]
+                for m in msgs
+                if m["msg_type"] == "stream" and m["content"]["name"] == name
+            )
+
+        self.wait_for(parent, lambda msgs: text in stream(msgs), timeout)
+        return stream(self.by_parent[parent])
+
+    def wait_idle(self, parent: str, timeout: float = KERNEL_WAIT) -> list[dict[str, Any]]:
+        return self.wait_for(parent, _is_idle, timeout)
+
+    # -- running cells ---------------------------------------------------------------------
+    def submit(self, code: str) -> str:
+        """Send a cell without waiting; returns its msg_id."""
+        return str(self.kc.execute(code, allow_stdin=False, stop_on_error=False))
+
+    def reply(self, msg_id: str, timeout: float = KERNEL_WAIT) -> dict[str, Any]:
+        deadline = time.monotonic() + timeout
+        while msg_id not in self.replies:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise TimeoutError(f"no execute_reply for {msg_id} in {timeout} s")
+            try:
+                msg: dict[str, Any] = self.kc.get_shell_msg(timeout=left)
+            except queue.Empty:
+                continue
+            self.replies[msg["parent_header"].get("msg_id")] = msg
+        return self.replies.pop(msg_id)
+
+    def finish(self, msg_id: str, timeout: float = KERNEL_WAIT) -> Cell:
+        reply = self.reply(msg_id, timeout)
+        messages = self.wait_idle(msg_id, timeout)
+        return Cell(msg_id, reply, list(messages))
+
+    def execute(self, code: str, timeout: float = KERNEL_WAIT, *, ok: bool = True) -> Cell:
+        """Run a cell and wait until it is idle; with ``ok``, fail the test on an error."""
+        cell = self.finish(self.submit(code), timeout)
+        if ok and cell.status != "ok":
+            err = cell.error or {}
+            tb = "\n".join(err.get("traceback", []))
+            raise AssertionError(
+                f"cell failed: {err.get('ename')}: {err.get('evalue')}\n{cell.stderr}{tb}"
+            )
+        return cell
+
+    def value(self, expression: str) -> Any:
+        """Evaluate ``expression`` in the kernel; its repr is read back with ast.literal_eval."""
+        import ast
+
+        cell = self.execute(expression)
+        assert cell.result is not None, f"{expression!r} gave no result"
+        return ast.literal_eval(cell.result)
+
+    def shutdown(self) -> None:
+        self.kc.stop_channels()
+        self.km.shutdown_kernel(now=True)
+
+
+def _is_idle(msgs: list[dict[str, Any]]) -> bool:
+    return any(
+        m["msg_type"] == "status" and m["content"]["execution_state"] == "idle" for m in msgs
+    )
