@@ -5,7 +5,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: lab test check lint typecheck unit bench bench-pinned example clean
+.PHONY: lab test check lint typecheck unit bench bench-pinned example clean chromium
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -17,8 +17,14 @@ $(STAMP): pyproject.toml
 lab: $(STAMP)
 	$(VENV)/bin/jupyter lab notebooks/
 
-## make test: lint, type check and every test
-test: $(STAMP) lint typecheck unit
+## make test: lint, type check and every test (the browser tests need Debian's Chromium)
+test: $(STAMP) chromium lint typecheck unit
+
+# Playwright drives the system Chromium; its own browser download does not work here.
+chromium:
+	@command -v chromium >/dev/null 2>&1 || { \
+	  echo "installing Chromium from Debian's packages (needs root)"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; }
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check sage_nb tests bench

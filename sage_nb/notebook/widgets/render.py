@@ -275,7 +275,7 @@ def monitor_html(
         recent_rows = []
         for request, response in reversed(recent.get(s.name, [])[-8:]):
             if response.success:
-                outcome = f'<span class="ok">ok {esc(short(response.result, 30))}</span>'
+                outcome = f'<span class="ok">ok {esc(short(response.result, 48))}</span>'
             else:
                 err = response.error
                 what = err.type_name.rsplit(".", 1)[-1] if err is not None else "error"
