@@ -74,6 +74,8 @@ class ServiceFactory:
     retry: RetryPolicy | None = None
     #: How many times a crashed worker is restarted (with backoff) before the service is down.
     max_restarts: int = 3
+    #: Options only a backend reads (the Ray backend: replicas, resources, task retries).
+    backend_options: dict[str, Any] | None = None
 
     def __post_init__(self) -> None:
         if (
