@@ -29,7 +29,7 @@ class Goal:
         return ratio <= self.bound if self.op == "<=" else ratio >= self.bound
 
     def __str__(self) -> str:
-        return f"goal {self.op} {self.bound:.1f}x"
+        return f"goal {self.op} {self.bound:g}x"
 
 
 @dataclass
