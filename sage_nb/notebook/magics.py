@@ -12,7 +12,9 @@ import inspect
 import os
 import re
 import shlex
+import signal
 import sys
+import threading
 import types
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
@@ -65,6 +67,33 @@ class JobInterrupted(KeyboardInterrupt):
 
     def _render_traceback_(self) -> list[str]:
         return [f"\x1b[0;31mKeyboardInterrupt\x1b[0m: {self}"]
+
+
+class _DeferInterrupt:
+    """Hold back SIGINT in the main thread until the block ends, then raise it there.
+
+    Anywhere else (another thread, a SIGINT handler that is not Python's), it does nothing.
+    """
+
+    def __init__(self) -> None:
+        self._pending = False
+        self._previous: Any = None
+
+    def _record(self, signum: int, frame: Any) -> None:
+        self._pending = True
+
+    def __enter__(self) -> _DeferInterrupt:
+        if threading.current_thread() is threading.main_thread():
+            previous = signal.getsignal(signal.SIGINT)
+            if callable(previous):
+                self._previous = signal.signal(signal.SIGINT, self._record)
+        return self
+
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
+        if self._previous is not None:
+            signal.signal(signal.SIGINT, self._previous)
+        if self._pending and exc_type is None:
+            raise KeyboardInterrupt
 
 
 def _usage(magic: Callable[..., Any]) -> str:
@@ -400,16 +429,23 @@ class SageMagics(Magics):
             )
         env.pipeline = self._pipeline_to_run(env.pipeline)
         calls_before = _service_calls(env)
+        job: Job | None = None
         try:
-            job = env.start_job()
-        except (ValueError, TypeError, RuntimeError) as exc:
-            raise UsageError(str(exc)) from None
-        try:
+            # Starting a job starts one thread per task and waits for each; an interrupt in
+            # the middle would leave the started tasks running and no Job to stop. So an
+            # interrupt during the start is held back and raised once the job exists.
+            with _DeferInterrupt():
+                try:
+                    job = env.start_job()
+                except (ValueError, TypeError, RuntimeError) as exc:
+                    raise UsageError(str(exc)) from None
             self._submitted = list(env.pipeline)
             if args.background:
                 return job
             self._wait(job, args.timeout, not args.no_progress)
         except KeyboardInterrupt:
+            if job is None:
+                raise
             raise self._interrupted(job) from None
         if job.status == "failed":
             job.raise_for_error()

@@ -5,6 +5,8 @@ Output routing, interrupts and restarts need a real kernel: see ``test_kernel.py
 
 from __future__ import annotations
 
+import _thread
+import signal
 import threading
 import traceback
 from typing import Any
@@ -641,6 +643,63 @@ def test_interrupt_stops_the_job_and_says_how_far_it_got(profile: Any) -> None:
     assert err._render_traceback_() == [f"\x1b[0;31mKeyboardInterrupt\x1b[0m: {err}"]
     assert sage_threads("sage_nb/task/") == []
     assert ok(profile, '%sage_call profile "42"') == {"age": 62}  # services keep serving
+
+
+def test_interrupt_while_the_job_starts_still_stops_it(profile: Any, monkeypatch: Any) -> None:
+    # SIGINT arrives while start_job() is still starting task threads (it happens in a busy
+    # kernel): the magic holds it back until the Job exists, then stops that job.
+    env = profile.user_ns["sage_env"]
+    start_job = env.start_job
+
+    def start_then_interrupt() -> Any:
+        job = start_job()
+        signal.raise_signal(signal.SIGINT)  # the magic is still inside start_job
+        return job
+
+    monkeypatch.setattr(env, "start_job", start_then_interrupt)
+    ok(profile, "import itertools\nsage_env.from_source(itertools.count()).sink(lambda r: None)")
+    err = error(profile, "%sage_submit --no-progress")
+    assert isinstance(err, JobInterrupted)
+    assert env.jobs[-1].status == "stopped"
+    assert sage_threads("sage_nb/task/") == []
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+def test_second_interrupt_stops_waiting_for_a_busy_task(profile: Any) -> None:
+    gate = profile.user_ns["gate"] = threading.Event()
+    # The map gets stuck on its first record and interrupts the main thread (as SIGINT
+    # would); a helper interrupts again as soon as the job is asked to stop.
+    ok(
+        profile,
+        "import _thread, itertools\n"
+        "def stuck(x):\n"
+        "    if x == 0:\n"
+        "        _thread.interrupt_main()\n"
+        "        gate.wait(30)\n"
+        "    return x\n"
+        "sage_env.from_source(itertools.count()).map(stuck).sink(lambda r: None)",
+    )
+    env = profile.user_ns["sage_env"]
+
+    def interrupt_again() -> None:
+        for _ in range(300):  # bounded: 30 s
+            if env.jobs and env.jobs[-1].stopping:
+                _thread.interrupt_main()
+                return
+            gate.wait(0.1)
+
+    helper = threading.Thread(target=interrupt_again, name="test/interrupt-again")
+    helper.start()
+    try:
+        err = error(profile, "%sage_submit --no-progress")
+    finally:
+        helper.join(30)
+        gate.set()  # the busy task's call returns and the task ends
+    assert isinstance(err, JobInterrupted)
+    assert str(err).endswith(" records (a task was still busy; it stops after its current call)")
+    job = env.jobs[-1]
+    assert job.wait(10) and job.status == "stopped"
+    assert sage_threads("sage_nb/task/") == []
 
 
 # -- %sage_status -----------------------------------------------------------------------------
