@@ -198,6 +198,7 @@ class BaseEnvironment:
         *args: Any,
         timeout: float | None = None,
         method: str | None = None,
+        retries: RetryPolicy | int | None = None,
         **kwargs: Any,
     ) -> Any:
         """Call a service from a script or a cell and wait for its result.
@@ -205,7 +206,9 @@ class BaseEnvironment:
         The service starts if it is not running. See ``ProxyManager.call_service`` for the
         errors.
         """
-        return self._proxy.call_service(name, *args, timeout=timeout, method=method, **kwargs)
+        return self._proxy.call_service(
+            name, *args, timeout=timeout, method=method, retries=retries, **kwargs
+        )
 
     def call_service_async(
         self,
@@ -213,11 +216,14 @@ class BaseEnvironment:
         *args: Any,
         timeout: float | None = None,
         method: str | None = None,
+        retries: RetryPolicy | int | None = None,
         **kwargs: Any,
     ) -> AwaitableFuture:
         """Call a service without waiting: returns a ``ServiceFuture`` (``.result()`` or
         ``await``) that fails with ``ServiceTimeoutError`` after ``timeout`` (default 30 s)."""
-        return self._proxy.call_service_async(name, *args, timeout=timeout, method=method, **kwargs)
+        return self._proxy.call_service_async(
+            name, *args, timeout=timeout, method=method, retries=retries, **kwargs
+        )
 
     # -- pipelines -------------------------------------------------------------------------
     def _add(self, transformation: Transformation) -> DataStream:
@@ -343,6 +349,7 @@ class BaseEnvironment:
 
     @property
     def closed(self) -> bool:
+        """True once ``close()`` ran: the environment cannot be used again."""
         return self._closed
 
     def __enter__(self: T) -> T:
