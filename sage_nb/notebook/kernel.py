@@ -13,6 +13,7 @@ SIGTERM (2.5 s after the request). ``atexit`` (see ``api/environment.py``) is th
 from __future__ import annotations
 
 import logging
+import sys
 from typing import Any
 
 from ..api.environment import BaseEnvironment, LocalEnvironment
@@ -72,6 +73,7 @@ class KernelRuntime:
         new = make_environment(backend, name)
         old, self.env, self.backend = self.env, new, backend
         old.close(timeout=5.0)
+        _release_views(old)
         self.shell.user_ns["sage_env"] = new
         return new
 
@@ -85,6 +87,7 @@ class KernelRuntime:
                 pass
             self._observing = False
         self.env.close(timeout=5.0)
+        _stop_publisher(timeout=2.0)
         if self.shell.user_ns.get("sage_env") is self.env:
             del self.shell.user_ns["sage_env"]
         if _runtime is self:
@@ -94,6 +97,26 @@ class KernelRuntime:
         if change.get("new"):
             log.debug("kernel shutting down: closing %s", self.env.name)
             self.env.close(timeout=SHUTDOWN_TIMEOUT)
+            _stop_publisher(timeout=0.5)
+
+
+# The publisher module is loaded by the first live view shown: before that, no thread to stop
+# (and no reason to import the widgets).
+_PUBLISHER = "sage_nb.notebook.widgets.publisher"
+
+
+def _release_views(env: BaseEnvironment) -> None:
+    """Close the live views of a closed environment; end the publisher if none is left."""
+    publisher = sys.modules.get(_PUBLISHER)
+    if publisher is not None:
+        publisher.release(env, timeout=2.0)
+
+
+def _stop_publisher(timeout: float) -> None:
+    """Close every live view (they keep their last state) and end the publisher thread."""
+    publisher = sys.modules.get(_PUBLISHER)
+    if publisher is not None:
+        publisher.shutdown(timeout)
 
 
 def load(shell: Any) -> KernelRuntime:

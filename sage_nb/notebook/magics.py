@@ -44,6 +44,8 @@ sage_nb {version}: pipelines that call services, in this kernel.
   %sage_call NAME ARGS  call a service: %sage_call profile "42"
   %sage_submit          run sage_env's pipeline (--background to return at once)
   %sage_status          services, jobs, queue depths, threads
+  %sage_graph [JOB]     the execution graph, live: records per node, queues, service calls
+  %sage_monitor [NAME]  services' traffic, live: queues, latency, recent requests
   %sage_stop [NAME]     stop running jobs, or service NAME (--all: everything)
   %sage_reset           close sage_env and start a fresh one
   %sage_env             show sage_env, or make a new one (--backend local|ray, NAME)
@@ -404,10 +406,11 @@ class SageMagics(Magics):
 
         Runs what was built since the previous %sage_submit (so re-running a cell that builds
         and submits a pipeline runs it once), or the previous pipeline again if nothing new
-        was built. Waits until a finite pipeline is drained, showing progress, then prints a
-        summary. With --background it returns the running Job at once (also in
-        sage_env.jobs). Interrupting the kernel (Ctrl-C, the stop button) stops the job
-        cleanly and says how far it got; a second interrupt stops waiting for it.
+        was built. Waits until a finite pipeline is drained, showing its progress (records
+        done / total per source, rate, ETA; live in a notebook), then prints a summary. With
+        --background it returns the running Job at once (also in sage_env.jobs). Interrupting
+        the kernel (Ctrl-C, the stop button) stops the job cleanly and says how far it got; a
+        second interrupt stops waiting for it.
         """
         args = _parse(self.sage_submit, line)
         if args.timeout is not None and not args.timeout > 0:
@@ -430,6 +433,7 @@ class SageMagics(Magics):
         env.pipeline = self._pipeline_to_run(env.pipeline)
         calls_before = _service_calls(env)
         job: Job | None = None
+        progress: _Progress | None = None
         try:
             # Starting a job starts one thread per task and waits for each; an interrupt in
             # the middle would leave the started tasks running and no Job to stop. So an
@@ -442,11 +446,16 @@ class SageMagics(Magics):
             self._submitted = list(env.pipeline)
             if args.background:
                 return job
-            self._wait(job, args.timeout, not args.no_progress)
+            if not args.no_progress:
+                progress = _Progress(job)
+            self._wait(job, args.timeout, progress)
         except KeyboardInterrupt:
             if job is None:
                 raise
-            raise self._interrupted(job) from None
+            raise self._interrupted(job) from None  # stops the job before progress closes
+        finally:
+            if progress is not None:
+                progress.close()
         if job.status == "failed":
             job.raise_for_error()
         print(job_summary(job, _calls_since(env, calls_before), timeout=args.timeout))
@@ -463,22 +472,15 @@ class SageMagics(Magics):
             return new
         return pipeline  # the new operators extend the old pipeline: run all of it
 
-    def _wait(self, job: Job, timeout: float | None, show_progress: bool) -> None:
-        """Wait in the cell's own thread, in short waits that refresh the progress line, so
-        an interrupt reaches this loop at once (see ARCHITECTURE: kernel facts)."""
-        from IPython.display import display
-
-        handle = display(progress_view(job), display_id=True) if show_progress else None
-        try:
-            while not job.wait(0.1):
-                if handle is not None:
-                    handle.update(progress_view(job))
-                if timeout is not None and job.elapsed() > timeout:
-                    job.stop(timeout=2.0)
-                    break
-        finally:
-            if handle is not None:
-                handle.update(progress_view(job))
+    def _wait(self, job: Job, timeout: float | None, progress: _Progress | None) -> None:
+        """Wait in the cell's own thread, in short waits, so an interrupt reaches this loop at
+        once (see ARCHITECTURE: kernel facts)."""
+        while not job.wait(0.1):
+            if progress is not None:
+                progress.tick()
+            if timeout is not None and job.elapsed() > timeout:
+                job.stop(timeout=2.0)
+                break
 
     def _interrupted(self, job: Job) -> JobInterrupted:
         """Stop ``job`` after an interrupt; a second interrupt stops waiting for it."""
@@ -497,6 +499,81 @@ class SageMagics(Magics):
         of = f" of {total:,}" if total is not None else ""
         note = "" if clean else " (a task was still busy; it stops after its current call)"
         return JobInterrupted(f"job {job.name!r} stopped after {done:,}{of} records{note}")
+
+    # -- %sage_graph, %sage_monitor --------------------------------------------------------
+    @magic_arguments()
+    @argument(
+        "job",
+        nargs="?",
+        help="a job's name, as %%sage_status lists them (default: follow sage_env's latest job)",
+    )
+    @line_magic
+    def sage_graph(self, line: str = "") -> None:
+        """Show the execution graph, live: sources, operators (xN: parallel instances), sinks
+        and the services they call.
+
+        Each node shows records in and out and errors; each data edge its partitioning, queue
+        depth and throughput; each service its requests in flight, queue and p50/p95 latency.
+        Dashed edges are service calls, found while the job runs. Without a job name the view
+        draws the pipeline built so far and follows each job sage_env runs; with one it shows
+        that job and keeps its final counts once it ends. Updates come from one publisher
+        thread, at most 10 a second; a saved notebook keeps the last state. Same as
+        display(sage_env.graph()) or display(job.graph()).
+        """
+        args = _parse(self.sage_graph, line)
+        env = self.env
+        if args.job is None:
+            if not env.pipeline and not env.jobs:
+                raise UsageError(
+                    "sage_env has no pipeline yet; build one first, e.g. "
+                    "sage_env.from_batch(data).map(fn).sink(print), then %sage_graph"
+                )
+            _show(lambda: env.graph())
+            return
+        jobs = {job.name: job for job in env.jobs}
+        if args.job not in jobs:
+            known = ", ".join(repr(name) for name in jobs) or "none submitted yet"
+            raise UsageError(
+                f"no job {args.job!r} in sage_env (jobs: {known}); %sage_graph without a name "
+                f"follows the latest job"
+            )
+        job = jobs[args.job]
+        _show(lambda: job.graph())
+
+    @magic_arguments()
+    @argument(
+        "names",
+        nargs="*",
+        metavar="NAME",
+        help="services to watch (default: every service, also those registered later)",
+    )
+    @line_magic
+    def sage_monitor(self, line: str = "") -> None:
+        """Show services' request/response traffic, live.
+
+        For each service: requests queued, in flight, done, failed, timed out and retried,
+        p50/p95/p99 latency with a sparkline of its recent p50, and the last requests (method,
+        arguments, outcome, duration). Values are shown as text: a result containing markup is
+        never rendered. Updates come from one publisher thread, at most 10 a second, and stop
+        when sage_env is closed; a saved notebook keeps the last state. Numbers without a
+        widget: sage_env.statistics().
+
+        Examples::
+
+            %sage_monitor
+            %sage_monitor profile cache
+        """
+        args = _parse(self.sage_monitor, line)
+        env = self.env
+        names = list(dict.fromkeys(n for arg in args.names for n in arg.split(",") if n))
+        missing = [n for n in names if n not in env.services]
+        if missing:
+            registered = ", ".join(repr(n) for n in env.services) or "none"
+            raise UsageError(
+                f"no service {missing[0]!r} (registered: {registered}); define it with "
+                f"%%sage_service {missing[0]}, or run %sage_monitor to watch every service"
+            )
+        _show(lambda: _monitor_view(env, names or None))
 
     # -- %sage_status, %sage_stop, %sage_reset, %sage_env ----------------------------------
     @magic_arguments()
@@ -569,6 +646,58 @@ class SageMagics(Magics):
             raise UsageError(str(exc)) from None
         self._submitted = []
         return env
+
+
+class _Progress:
+    """What ``%sage_submit`` shows while it waits.
+
+    In a notebook: a live ``ProgressView`` (records done / total per source, rate, ETA) that
+    the publisher thread refreshes; the cell closes it at the end, so the output keeps the
+    final state as static HTML, above the summary. Elsewhere (a terminal, no ipywidgets): a
+    text line that each tick of the waiting loop replaces.
+    """
+
+    def __init__(self, job: Job) -> None:
+        from IPython.display import display
+
+        from .widgets.views import ProgressView, can_show_widgets
+
+        self.job = job
+        self.live: ProgressView | None = None
+        self.handle: Any = None
+        if can_show_widgets():
+            self.live = ProgressView(job)
+            self.live.show()
+        else:
+            self.handle = display(progress_view(job), display_id=True)
+
+    def tick(self) -> None:
+        if self.handle is not None:
+            self.handle.update(progress_view(self.job))
+
+    def close(self) -> None:
+        if self.live is not None:
+            self.live.refresh()
+            self.live.close()
+        else:
+            self.tick()
+
+
+def _monitor_view(env: Any, names: list[str] | None) -> Any:
+    from .widgets import MonitorView
+
+    return MonitorView(env, names)
+
+
+def _show(make_view: Callable[[], Any]) -> None:
+    """Display a live view under the cell; a missing ipywidgets is a one-line fix."""
+    try:
+        view = make_view()
+    except ImportError as exc:
+        raise UsageError(
+            f'live views need ipywidgets ({exc}); install them: pip install "sage_nb[notebook]"'
+        ) from None
+    view.show()
 
 
 def _service_calls(env: Any) -> dict[str, int]:

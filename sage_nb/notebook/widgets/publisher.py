@@ -9,7 +9,9 @@
         all quiet → arm the signals, wait on the wake event (no timeout, no polling)
 
 Views read ``statistics()``; the runtime never calls into a view, so rendering never runs on a
-hot path. The thread ends when every view is closed or their environments are closed.
+hot path. The thread ends when every view is closed or their environments are closed; the
+kernel's hooks also end it at once (views close, thread joined): ``release(env)`` on
+``%sage_reset``, ``shutdown()`` on ``%unload_ext sage_nb`` and at kernel shutdown.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from ...runtime.threads import make_thread
 if TYPE_CHECKING:
     from .views import LiveView
 
-__all__ = ["Publisher", "publisher"]
+__all__ = ["Publisher", "publish", "publisher", "release", "shutdown"]
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +45,33 @@ def publisher() -> Publisher:
         return _publisher
 
 
+def publish(view: LiveView) -> Publisher:
+    """Start refreshing ``view`` from the kernel's publisher thread (starting it if needed)."""
+    while True:
+        pub = publisher()
+        # False only if its thread ended (its last view closed) since publisher() returned it:
+        # the next publisher() call makes a new one.
+        if pub.add(view):
+            return pub
+
+
+def release(env: object, timeout: float | None = 2.0) -> None:
+    """Close the views that watch ``env`` (each keeps its last state as static markup); if no
+    view is left, wait up to ``timeout`` seconds for the publisher thread to end."""
+    with _lock:
+        pub = _publisher
+    if pub is not None:
+        pub.release(env, timeout)
+
+
+def shutdown(timeout: float | None = 2.0) -> None:
+    """Close every view and end the publisher thread (``%unload_ext``, kernel shutdown)."""
+    with _lock:
+        pub = _publisher
+    if pub is not None:
+        pub.stop(timeout)
+
+
 class Publisher:
     """Refreshes registered views from a daemon thread, throttled, idle without polling."""
 
@@ -56,10 +85,11 @@ class Publisher:
         self.finished = False
         self.refreshes = 0
 
-    def add(self, view: LiveView) -> None:
+    def add(self, view: LiveView) -> bool:
+        """Refresh ``view`` from now on; False if this publisher has already ended."""
         with self._lock:
             if self.finished:
-                raise RuntimeError("the publisher has stopped")
+                return False
             self._views.append(view)
             for env in view.environments():
                 env.activity.event = self._wake
@@ -67,6 +97,7 @@ class Publisher:
                 self._thread = make_thread("sage_nb/publisher", self._run)
                 self._thread.start()
         self._wake.set()
+        return True
 
     def poke(self) -> None:
         """Refresh soon (a view closed, an environment stopped)."""
@@ -77,6 +108,11 @@ class Publisher:
         with self._lock:
             return list(self._views)
 
+    @property
+    def thread(self) -> threading.Thread | None:
+        """The publisher thread, once a view was added (it may have ended since)."""
+        return self._thread
+
     def stop(self, timeout: float | None = 2.0) -> None:
         """Close every view (each leaves its static snapshot) and end the thread."""
         with self._lock:
@@ -86,6 +122,25 @@ class Publisher:
         for view in views:
             view.close()
         self._wake.set()
+        self._join(thread, timeout)
+
+    def release(self, env: object, timeout: float | None = 2.0) -> None:
+        """Close the views that watch ``env``; end the thread if no other view is open."""
+        with self._lock:
+            views = [v for v in self._views if any(e is env for e in v.environments())]
+        for view in views:
+            view.close()
+        self._wake.set()
+        with self._lock:
+            left = any(not v.closed for v in self._views)
+            thread = self._thread
+        if not left:
+            # The thread sees no open view on waking and ends; a view shown meanwhile keeps
+            # it running and this join times out, which is harmless.
+            self._join(thread, timeout)
+
+    @staticmethod
+    def _join(thread: threading.Thread | None, timeout: float | None) -> None:
         if thread is not None and thread is not threading.current_thread():
             thread.join(timeout)
 

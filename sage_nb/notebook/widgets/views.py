@@ -9,19 +9,20 @@ a notebook reopened without a kernel shows the last state instead of "Error disp
 
 from __future__ import annotations
 
+import threading
 import time
 import uuid
 from collections import deque
 from typing import TYPE_CHECKING, Any
 
 from . import render
-from .publisher import publisher
+from .publisher import publish, publisher
 
 if TYPE_CHECKING:
     from ...api.environment import BaseEnvironment
     from ...runtime.job_manager import Job
 
-__all__ = ["GraphView", "LiveView", "MonitorView", "ProgressView"]
+__all__ = ["GraphView", "LiveView", "MonitorView", "ProgressView", "can_show_widgets"]
 
 
 class LiveView:
@@ -32,6 +33,9 @@ class LiveView:
     def __init__(self) -> None:
         import ipywidgets
 
+        # Invariants: refresh (the publisher thread) and close (any thread) change closed,
+        # html and the widget's value under _lock, so a closed view is never updated again.
+        self._lock = threading.Lock()
         self.display_id = uuid.uuid4().hex
         self.closed = False
         self.updates = 0
@@ -58,29 +62,32 @@ class LiveView:
     # -- refresh, called by the publisher thread ----------------------------------------------
     def refresh(self) -> bool:
         """Render again; push the markup to the widget if it changed. True if it did."""
-        if self.closed:
-            return False
-        html = self.render()
-        changed = html != self.html
-        if changed:
-            self.html = html
-            self.widget.value = html
-            self.updates += 1
+        with self._lock:
+            if self.closed:
+                return False
+            html = self.render()
+            changed = html != self.html
+            if changed:
+                self.html = html
+                self.widget.value = html
+                self.updates += 1
         if self.finished():
             self.close()
         return changed
 
     def close(self) -> None:
         """Stop updating: the output becomes the static markup of the last state."""
-        if self.closed:
-            return
-        self.closed = True
+        with self._lock:
+            if self.closed:
+                return
+            self.closed = True
+            html, plain = self.html, self._plain()
         if self._displayed and _in_kernel():
             try:
                 from IPython.display import update_display
 
                 update_display(
-                    {"text/html": self.html, "text/plain": self._plain()},
+                    {"text/html": html, "text/plain": plain},
                     raw=True,
                     display_id=self.display_id,
                 )
@@ -102,7 +109,7 @@ class LiveView:
         bundle["text/plain"] = self._plain()
         if not self._displayed and not self.closed:
             self._displayed = True
-            publisher().add(self)
+            publish(self)
         return bundle
 
     def _plain(self) -> str:
@@ -298,7 +305,9 @@ class ProgressView(LiveView):
         super().__init__()
 
     def environments(self) -> list[BaseEnvironment]:
-        return []
+        # The job's end fires its environment's activity signal: that wakes the publisher.
+        env = self.job.environment
+        return [env] if env is not None else []
 
     def busy(self) -> bool:
         return self.job.status == "running"
@@ -317,6 +326,22 @@ class ProgressView(LiveView):
         rate = done / elapsed if elapsed > 0 else 0.0
         eta = (total - done) / rate if total and rate > 0 and done < total else None
         return render.progress_html(f"{self.job.name}: {self.job.status}", sources, rate, eta)
+
+    def _plain(self) -> str:
+        from ..display import progress_line
+
+        return f"{self.job.name} {self.job.status}: {progress_line(self.job)}"
+
+
+def can_show_widgets() -> bool:
+    """True in a Jupyter kernel with ipywidgets installed: a live view can render there."""
+    if not _in_kernel():
+        return False
+    try:
+        import ipywidgets  # noqa: F401
+    except ImportError:
+        return False
+    return True
 
 
 def _in_kernel() -> bool:

@@ -1,0 +1,155 @@
+"""The publisher thread's ways to end: its last view closes, the environments it watches close,
+``release(env)`` (``%sage_reset``) and ``shutdown()`` (``%unload_ext``, kernel shutdown).
+
+Each test waits on the thread itself (a bounded join) and never on the clock; the autouse
+fixture of ``tests/conftest.py`` also fails a test that leaves ``sage_nb/publisher`` running.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+
+import pytest
+
+from sage_nb import LocalEnvironment
+from sage_nb.notebook.widgets import GraphView, MonitorView, ProgressView, publisher
+from sage_nb.notebook.widgets import publisher as publisher_module
+from sage_nb.notebook.widgets.publisher import publish, release, shutdown
+
+
+def publisher_threads() -> list[threading.Thread]:
+    return [t for t in threading.enumerate() if t.name == "sage_nb/publisher"]
+
+
+def join_publisher(timeout: float = 5.0) -> None:
+    for t in publisher_threads():
+        t.join(timeout)
+
+
+def shown(view: MonitorView | GraphView | ProgressView) -> None:
+    """What displaying a view in a cell does: publish its bundle, which registers it."""
+    view._repr_mimebundle_()
+
+
+@pytest.fixture
+def envs() -> Iterator[list[LocalEnvironment]]:
+    made = [LocalEnvironment(f"pub-{i}", keep_services=True) for i in range(2)]
+    for env in made:
+        env.register_service("s", lambda: 1)
+    yield made
+    for env in made:
+        env.close()
+    shutdown()
+
+
+def test_the_thread_ends_when_its_last_view_closes(envs: list[LocalEnvironment]) -> None:
+    a, b = MonitorView(envs[0]), MonitorView(envs[1])
+    shown(a)
+    shown(b)
+    (thread,) = publisher_threads()
+    assert thread.daemon
+    a.close()
+    assert thread.is_alive()  # one view left: it keeps running
+    b.close()
+    thread.join(5.0)
+    assert not thread.is_alive()
+    assert publisher().views == []
+
+
+def test_the_thread_ends_when_the_environment_closes(envs: list[LocalEnvironment]) -> None:
+    view = MonitorView(envs[0])
+    shown(view)
+    (thread,) = publisher_threads()
+    envs[0].close()  # fires the activity signal: the publisher wakes, the view closes
+    thread.join(5.0)
+    assert view.closed and not thread.is_alive()
+
+
+def test_stopping_the_environment_keeps_its_views(envs: list[LocalEnvironment]) -> None:
+    view = MonitorView(envs[0])
+    shown(view)
+    envs[0].stop()  # services stop but restart on their next call: still worth watching
+    assert envs[0].call_service("s") == 1
+    assert not view.closed and publisher_threads()
+
+
+def test_release_closes_only_that_environments_views(envs: list[LocalEnvironment]) -> None:
+    mine, theirs = MonitorView(envs[0]), GraphView(envs[1])
+    shown(mine)
+    shown(theirs)
+    envs[0].close()
+    release(envs[0])
+    assert mine.closed and not theirs.closed
+    assert publisher_threads()  # a view is still open
+    envs[1].close()
+    release(envs[1])  # the last one: release waits for the thread to end
+    assert theirs.closed
+    assert publisher_threads() == []
+
+
+def test_release_before_any_view_does_nothing(envs: list[LocalEnvironment]) -> None:
+    publisher_module._publisher = None
+    release(envs[0])
+    shutdown()
+    assert publisher_module._publisher is None
+    assert publisher_threads() == []
+
+
+def test_shutdown_closes_every_view_and_a_new_view_starts_again(
+    envs: list[LocalEnvironment],
+) -> None:
+    views = [MonitorView(envs[0]), GraphView(envs[1])]
+    for view in views:
+        shown(view)
+    old = publisher()
+    shutdown()
+    assert all(v.closed for v in views)
+    assert old.finished and publisher_threads() == []
+    again = MonitorView(envs[0])
+    shown(again)
+    assert publisher() is not old
+    assert publisher().views == [again]
+    assert len(publisher_threads()) == 1
+
+
+def test_a_view_shown_as_the_thread_ends_gets_a_new_publisher(
+    envs: list[LocalEnvironment],
+) -> None:
+    first = MonitorView(envs[0])
+    shown(first)
+    old = publisher()
+    first.close()
+    join_publisher()
+    assert old.finished
+    late = MonitorView(envs[1])
+    assert old.add(late) is False  # an ended publisher refuses it ...
+    new = publish(late)  # ... and publish() makes a new one
+    assert new is not old and new.views == [late]
+    late.close()
+    join_publisher()
+    assert publisher_threads() == []
+
+
+def test_a_closed_view_is_never_refreshed_again(envs: list[LocalEnvironment]) -> None:
+    view = MonitorView(envs[0])
+    before = view.widget.value
+    view.close()
+    envs[0].call_service("s")
+    assert view.refresh() is False
+    assert view.widget.value == before and view.updates == 0
+
+
+def test_progress_wakes_the_publisher_when_its_job_ends(envs: list[LocalEnvironment]) -> None:
+    gate = threading.Event()
+    env = envs[0]
+    env.from_batch([1, 2, 3]).map(lambda x: gate.wait(5) and x).sink(lambda r: None)
+    job = env.submit(autostop=False)
+    view = ProgressView(job)
+    assert view.environments() == [env]  # the job's end fires env's activity signal
+    shown(view)
+    gate.set()
+    assert job.wait(5)
+    join_publisher()  # the view closes itself once the job is done; then the thread ends
+    assert view.closed
+    assert "3 / 3 (100.0%)" in view.html
