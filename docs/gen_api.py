@@ -18,7 +18,14 @@ OUT = Path(__file__).with_name("api.md")
 
 #: (heading, objects) in the order the page shows them.
 SECTIONS: list[tuple[str, list[object]]] = [
-    ("Environments", [sage_nb.LocalEnvironment, sage_nb.BaseEnvironment]),
+    (
+        "Environments",
+        [
+            sage_nb.LocalEnvironment,
+            "sage_nb.backends.ray.RemoteEnvironment",
+            sage_nb.BaseEnvironment,
+        ],
+    ),
     ("Streams", ["sage_nb.api.datastream.DataStream", "sage_nb.api.datastream.ConnectedStreams"]),
     (
         "Functions",
@@ -50,6 +57,8 @@ SECTIONS: list[tuple[str, list[object]]] = [
             sage_nb.errors.ServiceOverloadedError,
             sage_nb.OperatorError,
             sage_nb.JobCancelledError,
+            "sage_nb.backends.ray.ServiceSerializationError",
+            "sage_nb.backends.ray.RayConnectionError",
         ],
     ),
 ]

@@ -10,6 +10,8 @@ notebook layer.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 from .api.environment import BaseEnvironment, EnvironmentStatistics, LocalEnvironment
 from .api.functions import (
     BaseFunction,
@@ -38,6 +40,9 @@ from .runtime.dead_letters import DeadLetter
 from .runtime.job_manager import Job
 from .runtime.service.service_manager import ServiceFuture
 
+if TYPE_CHECKING:
+    from .backends.ray import RemoteEnvironment
+
 __version__ = "0.1.0"
 
 __all__ = [
@@ -56,6 +61,7 @@ __all__ = [
     "LocalEnvironment",
     "MapFunction",
     "OperatorError",
+    "RemoteEnvironment",
     "SageError",
     "ServiceCallError",
     "ServiceExistsError",
@@ -68,6 +74,16 @@ __all__ = [
     "StopSignal",
     "__version__",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    # RemoteEnvironment loads on first use, so ``import sage_nb`` never imports the Ray backend
+    # (and creating one is what imports ray itself).
+    if name == "RemoteEnvironment":
+        from .backends.ray import RemoteEnvironment
+
+        return RemoteEnvironment
+    raise AttributeError(f"module 'sage_nb' has no attribute {name!r}")
 
 
 def load_ipython_extension(ipython: object) -> None:

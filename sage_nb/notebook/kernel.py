@@ -40,13 +40,18 @@ def get_env() -> BaseEnvironment:
     return _runtime.env
 
 
-def make_environment(backend: str = "local", name: str = "sage_env") -> BaseEnvironment:
+def make_environment(
+    backend: str = "local", name: str = "sage_env", address: str | None = None
+) -> BaseEnvironment:
+    """A new kernel-resident environment: threads (``local``) or Ray actors (``ray``, joining
+    the cluster at ``address``, or starting a local one)."""
     if backend in ("local", "threads"):
-        env = LocalEnvironment(name, keep_services=True)
+        env: BaseEnvironment = LocalEnvironment(name, keep_services=True)
     elif backend == "ray":
-        raise NotImplementedError(
-            "the Ray backend is not available in this version of sage_nb; use --backend local"
-        )
+        # Imported here: the Ray backend (and ray) load only when a user asks for them.
+        from ..backends.ray import RemoteEnvironment
+
+        return RemoteEnvironment(name, address=address)
     else:
         raise ValueError(f"unknown backend {backend!r}; choose local or ray")
     # Services run each request in the caller's context, so what a service prints lands under
@@ -62,16 +67,20 @@ class KernelRuntime:
         self.shell = shell
         self.env = make_environment()
         self.backend = "local"
+        self.address: str | None = None
         shell.user_ns["sage_env"] = self.env
         self._observing = False
         if hasattr(shell, "observe"):
             shell.observe(self._on_exit_now, names="exit_now")
             self._observing = True
 
-    def replace_env(self, backend: str = "local", name: str = "sage_env") -> BaseEnvironment:
-        """Close ``sage_env`` and put a new one (maybe another backend) in its place."""
-        new = make_environment(backend, name)
-        old, self.env, self.backend = self.env, new, backend
+    def replace_env(
+        self, backend: str = "local", name: str = "sage_env", address: str | None = None
+    ) -> BaseEnvironment:
+        """Close ``sage_env`` and put a new one (maybe another backend) in its place; the old
+        one stays if the new one cannot be made."""
+        new = make_environment(backend, name, address)
+        old, self.env, self.backend, self.address = self.env, new, backend, address
         old.close(timeout=5.0)
         _release_views(old)
         self.shell.user_ns["sage_env"] = new

@@ -625,24 +625,36 @@ class SageMagics(Magics):
         _parse(self.sage_reset, line)
         old = self.env
         services, jobs = len(old.services), len(old.jobs)
-        self.runtime.replace_env(self.runtime.backend, old.name)
+        self.runtime.replace_env(self.runtime.backend, old.name, self.runtime.address)
         self._submitted = []
         print(f"sage_env reset: {_plural(services, 'service')} and {_plural(jobs, 'job')} removed")
 
     @magic_arguments()
     @argument("name", nargs="?", help="name of a new environment")
     @argument("--backend", choices=("local", "ray"), default=None, help="threads or Ray")
+    @argument(
+        "--address",
+        default=None,
+        help="Ray cluster to join: auto, host:port or ray://host:port (default: a local one)",
+    )
     @line_magic
     def sage_env(self, line: str = "") -> Any:
-        """Show sage_env, or replace it with a new, empty one (the old one is closed)."""
+        """Show sage_env, or replace it with a new, empty one (the old one is closed).
+
+        ``%sage_env --backend ray`` runs services and parallel operators as Ray actors on a
+        local Ray cluster, started once per kernel (re-running the cell reuses it);
+        ``--address auto`` or ``--address ray://host:10001`` joins a running cluster.
+        """
         args = _parse(self.sage_env, line)
-        if args.name is None and args.backend is None:
+        if args.name is None and args.backend is None and args.address is None:
             return self.env
-        backend = args.backend or self.runtime.backend
+        backend = args.backend or ("ray" if args.address else self.runtime.backend)
+        if args.address and backend != "ray":
+            raise UsageError("--address is for the Ray backend: add --backend ray")
         name = args.name or self.env.name
         try:
-            env = self.runtime.replace_env(backend, name)
-        except (NotImplementedError, ValueError) as exc:
+            env = self.runtime.replace_env(backend, name, args.address)
+        except (ImportError, ConnectionError, ValueError) as exc:
             raise UsageError(str(exc)) from None
         self._submitted = []
         return env

@@ -67,9 +67,11 @@ def test_a_user_mistake_is_one_line_without_traceback(reset: KernelSession) -> N
         "%%sage_service profiel or env.register_service('profiel', cls)\n"
     )
     assert cell.error is None  # no traceback message
-    cell = kernel.execute("%sage_env --backend ray", ok=False)
+    # Nothing listens on port 1: the Ray backend fails fast, in one line, keeping sage_env.
+    cell = kernel.execute("%sage_env --backend ray --address 127.0.0.1:1", ok=False)
     assert cell.stderr.count("\n") == 1
-    assert cell.stderr.startswith("UsageError: the Ray backend is not available")
+    assert cell.stderr.startswith("UsageError: cannot reach a Ray cluster at address='127.0.0.1:1'")
+    assert kernel.value("type(sage_env).__name__") == "LocalEnvironment"
 
 
 def test_rerunning_a_service_cell_50_times_under_load_loses_no_request(

@@ -178,7 +178,7 @@ MAGIC_USAGE = {
     ("line", "sage_status"): "%sage_status",
     ("line", "sage_stop"): "%sage_stop [--all] [name]",
     ("line", "sage_reset"): "%sage_reset",
-    ("line", "sage_env"): "%sage_env [--backend {local,ray}] [name]",
+    ("line", "sage_env"): "%sage_env [--backend {local,ray}] [--address ADDRESS] [name]",
 }
 
 
@@ -816,11 +816,10 @@ def test_env_shows_sage_env(shell: Any) -> None:
     assert ok(shell, "%sage_env") is shell.user_ns["sage_env"]
 
 
-def test_env_ray_is_one_usage_line_and_keeps_sage_env(profile: Any) -> None:
+def test_env_address_needs_the_ray_backend_and_keeps_sage_env(profile: Any) -> None:
     env = profile.user_ns["sage_env"]
-    message = usage_error(profile, "%sage_env --backend ray")
-    assert "Ray backend is not available" in message
-    assert "--backend local" in message
+    message = usage_error(profile, "%sage_env --backend local --address auto")
+    assert message == "--address is for the Ray backend: add --backend ray"
     assert profile.user_ns["sage_env"] is env and not env.closed
     assert ok(profile, '%sage_call profile "42"') == {"age": 62}
 
@@ -838,7 +837,7 @@ def test_env_name_makes_a_new_environment(profile: Any, closed: list[str]) -> No
 def test_env_unknown_backend(shell: Any) -> None:
     message = usage_error(shell, "%sage_env --backend dask")
     assert "invalid choice: 'dask'" in message
-    assert "usage: %sage_env [--backend {local,ray}] [name]" in message
+    assert "usage: %sage_env [--backend {local,ray}] [--address ADDRESS] [name]" in message
 
 
 # -- display helpers --------------------------------------------------------------------------

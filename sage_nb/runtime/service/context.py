@@ -16,6 +16,7 @@ from __future__ import annotations
 import queue
 import threading
 from collections import deque
+from collections.abc import Callable
 from time import monotonic
 from typing import TYPE_CHECKING, Any
 
@@ -70,6 +71,10 @@ class ServiceContext:
         # claims a request notifies _room only when ``waiting`` is non-zero.
         self._room = threading.Condition(threading.Lock())
         self.waiting = 0
+        #: A task may set this to take a request straight from the caller (it returns True
+        #: when it did, False to leave the request to the queue): the Ray backend sends a
+        #: call to an idle actor from the caller's thread, saving a thread hop.
+        self.direct: Callable[[ServiceRequest], bool] | None = None
 
     def configure(
         self, *, max_queued: int | None, overflow: str, retry: RetryPolicy | None
@@ -88,6 +93,9 @@ class ServiceContext:
             self._wait_for_room(request)
         rid = request.request_id
         self.pending[rid] = request
+        direct = self.direct
+        if direct is not None and direct(request):
+            return
         self.request_queue.put(request)
         # A stop may have drained the queue between the check above and the put: take the
         # request back if no worker has claimed it.

@@ -66,14 +66,20 @@ def error_from_response(service: str, method: str, response: ServiceResponse) ->
 
 
 class _SyncWaiter:
-    """A lock held until the service delivers the response; cheaper than an Event."""
+    """A lock held until the service delivers the response; cheaper than an Event.
 
-    __slots__ = ("lock", "response")
+    A task may set ``fetch``: the caller then calls ``fetch(timeout)`` instead of waiting on
+    the lock (the Ray backend lets the caller wait in ``ray.get`` itself, one thread hop less);
+    it returns whether the response was delivered in time.
+    """
+
+    __slots__ = ("fetch", "lock", "response")
 
     def __init__(self) -> None:
         self.lock = allocate_lock()
         self.lock.acquire()
         self.response: ServiceResponse | None = None
+        self.fetch: Callable[[float | None], bool] | None = None
 
     def deliver(self, response: ServiceResponse) -> None:
         self.response = response
@@ -299,7 +305,11 @@ class ServiceManager:
             )
         )
         try:
-            answered = waiter.lock.acquire(True, -1 if forever else timeout)
+            fetch = waiter.fetch
+            if fetch is None:
+                answered = waiter.lock.acquire(True, -1 if forever else timeout)
+            else:
+                answered = fetch(None if forever else timeout)
         except BaseException:  # KeyboardInterrupt in a cell: withdraw what has not started
             context.withdraw(rid, timed_out=False)
             raise

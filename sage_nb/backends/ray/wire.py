@@ -1,0 +1,183 @@
+"""What crosses between a caller and a service actor, and how it is (de)serialized.
+
+One Ray call to a service actor carries a batch of requests and returns a batch of results::
+
+    request  (request_id, deadline, payload)       payload = pickle((method, args, kwargs))
+    returns  (pid, version, [(request_id, status, payload, execution_time), ...])
+
+``deadline`` is a ``time.time()`` instant (``None``: no limit): a request that has not started
+by then is answered ``EXPIRED`` and never runs, as with threads. Each request's arguments and
+each result are pickled on their own (by ``ray.cloudpickle``), so a value that cannot be
+serialized fails that call alone, with an error naming the service, the method and the type,
+and one bad record never loses a whole batch.
+
+Errors travel as ``(type name, message, traceback text, exception)``: the exception object
+when it survives pickling (so retry policies can match its type and ``__cause__`` is set),
+else ``None``. sage_nb's own errors are rebuilt from their fields, because their constructors
+do not take their message.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from ...errors import ServiceNotFoundError, ServiceTimeoutError
+from ...runtime.messages import RemoteError, ServiceResponse
+from .errors import ServiceSerializationError
+
+__all__ = [
+    "ERROR",
+    "EXPIRED",
+    "OK",
+    "dumps",
+    "encode_call",
+    "encode_error",
+    "encode_result",
+    "loads",
+    "response_from_wire",
+    "type_name",
+]
+
+OK, ERROR, EXPIRED = 0, 1, 2
+
+
+def dumps(value: Any) -> bytes:
+    from ray import cloudpickle
+
+    return cloudpickle.dumps(value, protocol=5)  # type: ignore[no-any-return]
+
+
+def loads(data: bytes) -> Any:
+    from ray import cloudpickle
+
+    return cloudpickle.loads(data)
+
+
+def type_name(value: Any) -> str:
+    kind = type(value)
+    if kind.__module__ in ("builtins", "__main__"):
+        return kind.__qualname__
+    return f"{kind.__module__}.{kind.__qualname__}"
+
+
+def encode_call(service: str, method: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> bytes:
+    """Pickle one call; raise ``ServiceSerializationError`` naming the argument that fails."""
+    try:
+        return dumps((method, args, kwargs))
+    except Exception as exc:
+        culprit, detail = _first_unpicklable(
+            [(f"argument {i}", a) for i, a in enumerate(args)]
+            + [(f"keyword argument {k!r}", v) for k, v in kwargs.items()],
+            exc,
+        )
+        raise ServiceSerializationError(service, method, "arguments", culprit, detail) from exc
+
+
+def _first_unpicklable(named: list[tuple[str, Any]], exc: BaseException) -> tuple[str, str]:
+    for label, value in named:
+        try:
+            dumps(value)
+        except Exception as inner:
+            return f"{label} ({type_name(value)})", f"{type(inner).__name__}: {inner}"
+    return "a value", f"{type(exc).__name__}: {exc}"
+
+
+def encode_result(
+    request_id: int, service: str, method: str, result: Any, elapsed: float
+) -> tuple[int, int, Any, float]:
+    """The wire entry of a call that returned ``result``; an error entry if it cannot be
+    pickled."""
+    try:
+        return (request_id, OK, dumps(result), elapsed)
+    except Exception as exc:
+        error = ServiceSerializationError(
+            service, method, "result", type_name(result), f"{type(exc).__name__}: {exc}"
+        )
+        return (request_id, ERROR, encode_error(error), elapsed)
+
+
+def encode_error(exc: BaseException) -> tuple[str, str, str, bytes | None]:
+    """An exception as data: type name, message, traceback text, pickled portable copy."""
+    remote = RemoteError.from_exception(exc, keep=False)
+    portable = _portable(exc)
+    blob: bytes | None = None
+    if portable is not None:
+        try:
+            blob = dumps(portable)
+        except Exception:
+            blob = None
+    return (remote.type_name, remote.message, remote.traceback, blob)
+
+
+def _portable(exc: BaseException) -> BaseException | None:
+    """A copy of ``exc`` that unpickles into an equivalent exception, or None."""
+    if isinstance(exc, ServiceTimeoutError):
+        return _Rebuild(
+            ServiceTimeoutError,
+            (exc.service_name, exc.method_name, exc.timeout),
+            {"started": exc.started},
+        )
+    if isinstance(exc, ServiceNotFoundError):
+        if exc.method_name is None:
+            return _Rebuild(ServiceNotFoundError, (exc.service_name, exc.registered), {})
+        return _Rebuild(
+            ServiceNotFoundError,
+            (exc.service_name,),
+            {"method": exc.method_name, "methods": exc.registered},
+        )
+    return exc  # user exceptions, and errors built from their message or with __reduce__
+
+
+class _Rebuild(Exception):
+    """Pickles as ``cls(*args, **kwargs)``: for errors whose ``args`` is only their message."""
+
+    def __init__(self, cls: type[BaseException], args: tuple[Any, ...], kwargs: dict[str, Any]):
+        super().__init__()
+        self._call = (cls, args, kwargs)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (_rebuild, self._call)
+
+
+def _rebuild(cls: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> BaseException:
+    return cls(*args, **kwargs)  # type: ignore[no-any-return]
+
+
+def decode_error(payload: tuple[str, str, str, bytes | None]) -> RemoteError:
+    name, message, traceback_text, blob = payload
+    exc: BaseException | None = None
+    if blob is not None:
+        try:
+            exc = loads(blob)
+        except Exception:  # its class may not exist here: keep the text
+            exc = None
+    return RemoteError(name, message, traceback_text, exc)
+
+
+def response_from_wire(
+    entry: tuple[int, int, Any, float], service: str, method: str, timeout: float | None
+) -> ServiceResponse:
+    """Turn one wire entry into the ``ServiceResponse`` a caller's target expects."""
+    rid, status, payload, elapsed = entry
+    if status == OK:
+        try:
+            return ServiceResponse(rid, True, loads(payload), None, elapsed)
+        except Exception as exc:
+            error = ServiceSerializationError(
+                service, method, "result", "a value", f"{type(exc).__name__}: {exc}"
+            )
+            return ServiceResponse(rid, False, None, RemoteError("", "", "", error), elapsed)
+    if status == ERROR:
+        return ServiceResponse(rid, False, None, decode_error(payload), elapsed)
+    late = ServiceTimeoutError(service, method, timeout, started=False)
+    return ServiceResponse(
+        rid, False, None, RemoteError("ServiceTimeoutError", str(late), "", late)
+    )
+
+
+def wall_deadline(deadline: float | None) -> float | None:
+    """A ``time.monotonic()`` deadline as a ``time.time()`` instant another process can check."""
+    if deadline is None:
+        return None
+    return time.time() + (deadline - time.monotonic())

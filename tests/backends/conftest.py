@@ -1,0 +1,103 @@
+"""Fixtures of the backend contract suite: one local Ray cluster per test session, and
+``backend_env``, an environment of each backend, closed (and checked) after the test."""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from backend_helpers import Rendezvous
+
+from sage_nb import BaseEnvironment, LocalEnvironment
+
+HERE = Path(__file__).resolve().parent
+
+#: Short (Unix socket paths under it must stay below 107 bytes) and apart from /tmp/ray.
+RAY_TEMP_DIR = "/tmp/sage_ray"
+
+BACKENDS = ["threads", "ray"]
+
+
+@pytest.fixture(scope="session")
+def ray_cluster() -> Iterator[Any]:
+    """One local Ray cluster for the whole session (starting one takes seconds)."""
+    os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    ray = pytest.importorskip("ray")
+    started = not ray.is_initialized()
+    if started:
+        ray.init(num_cpus=2, include_dashboard=False, _temp_dir=RAY_TEMP_DIR, log_to_driver=False)
+    # Test modules are not importable in Ray's workers: send their classes by value.
+    for module in list(sys.modules.values()):
+        path = getattr(module, "__file__", None)
+        if path and Path(path).resolve().parent == HERE:
+            ray.cloudpickle.register_pickle_by_value(module)
+    yield ray
+    if started:
+        ray.shutdown()
+
+
+def make_environment(backend: str, request: pytest.FixtureRequest, **options: Any):
+    if backend == "threads":
+        return LocalEnvironment("test", **options)
+    request.getfixturevalue("ray_cluster")
+    from sage_nb import RemoteEnvironment
+
+    return RemoteEnvironment("test", **options)
+
+
+def close_and_check(env: BaseEnvironment) -> None:
+    """Close ``env``; it must close cleanly and leave no actor alive."""
+    assert env.close(timeout=10.0), f"{env!r} did not close cleanly"
+    if env.backend == "ray":
+        assert env.actors() == [], f"actors left alive: {env.actors()}"  # type: ignore[attr-defined]
+
+
+@pytest.fixture(params=BACKENDS)
+def backend(request: pytest.FixtureRequest) -> str:
+    return request.param  # type: ignore[no-any-return]
+
+
+@pytest.fixture
+def backend_env(backend: str, request: pytest.FixtureRequest) -> Iterator[BaseEnvironment]:
+    """An environment of each backend (``LocalEnvironment``, ``RemoteEnvironment``)."""
+    env = make_environment(backend, request)
+    yield env
+    close_and_check(env)
+
+
+@pytest.fixture
+def make_env(
+    backend: str, request: pytest.FixtureRequest
+) -> Iterator[Callable[..., BaseEnvironment]]:
+    """``make_env(**options)``: an environment of the test's backend, closed after it."""
+    made: list[BaseEnvironment] = []
+
+    def make(**options: Any) -> BaseEnvironment:
+        env = make_environment(backend, request, **options)
+        made.append(env)
+        return env
+
+    yield make
+    for env in made:
+        close_and_check(env)
+
+
+@pytest.fixture
+def ray_env(request: pytest.FixtureRequest) -> Iterator[Any]:
+    """A ``RemoteEnvironment`` for Ray-only tests."""
+    env = make_environment("ray", request)
+    yield env
+    close_and_check(env)
+
+
+@pytest.fixture
+def rendezvous() -> Iterator[Rendezvous]:
+    """Gates and signals that work across processes; every gate is opened at teardown."""
+    place = Rendezvous()
+    yield place
+    place.close()
