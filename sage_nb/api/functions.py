@@ -255,7 +255,7 @@ class FunctionFactory:
         if inspect.isclass(spec):
             return spec()
         if _has(spec, ENTRY_POINTS[self.kind]) and not inspect.isroutine(spec):
-            return spec if index == 0 else copy.deepcopy(spec)
+            return spec if index == 0 else _copy_without_context(spec)
         return spec
 
     def entry(self, fn: Any, name: str | None = None) -> Callable[..., Any]:
@@ -264,6 +264,24 @@ class FunctionFactory:
         if not inspect.isroutine(fn) and _has(fn, method):
             return getattr(fn, method)  # type: ignore[no-any-return]
         return fn  # type: ignore[no-any-return]
+
+
+#: What an operator task sets on a function instance when its job starts (see runtime/tasks.py).
+_RUNTIME_ATTRIBUTES = ("ctx", "call_service", "call_service_async")
+
+
+def _copy_without_context(spec: Any) -> Any:
+    """A deep copy of a user's function instance, for another parallel instance.
+
+    An earlier job left its context on ``spec`` (a proxy holding queues and locks, which cannot
+    be copied, and belongs to that job anyway); the copy gets its own when its task starts.
+    """
+    state = getattr(spec, "__dict__", {})
+    left = [name for name in _RUNTIME_ATTRIBUTES if name in state]
+    clone = copy.deepcopy(spec, {id(state[name]): None for name in left})
+    for name in left:
+        vars(clone).pop(name, None)
+    return clone
 
 
 def _has(obj: Any, method: str) -> bool:

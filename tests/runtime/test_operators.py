@@ -200,6 +200,24 @@ def test_parallel_instance_is_copied_per_instance(
     assert tracked.closes == tracked.setups
 
 
+def test_parallel_instance_that_calls_services_runs_again(env: LocalEnvironment) -> None:
+    # The first job leaves its context (a proxy with queues and locks) on the user's instance;
+    # the copies for the second job must not try to copy it.
+    class Enrich(MapFunction):
+        def execute(self, data: Any) -> Any:
+            return self.call_service("double", data)
+
+    env.register_service("double", lambda x: 2 * x)
+    enrich = Enrich()
+    out: list[Any] = []
+    env.from_batch(range(20)).map(enrich, parallelism=3).sink(out.append)
+    env.submit()
+    first = enrich.ctx
+    env.submit()
+    assert sorted(out) == sorted(2 * x for x in range(20) for _ in range(2))
+    assert enrich.ctx is not first  # the instance itself runs again, with the new job's context
+
+
 def test_function_ctx_describes_the_instance(env: LocalEnvironment) -> None:
     seen: list[tuple[str, int, int]] = []
 
