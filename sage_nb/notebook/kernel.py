@@ -81,8 +81,8 @@ class KernelRuntime:
         one stays if the new one cannot be made."""
         new = make_environment(backend, name, address)
         old, self.env, self.backend, self.address = self.env, new, backend, address
-        old.close(timeout=5.0)
         _release_views(old)
+        old.close(timeout=5.0)
         self.shell.user_ns["sage_env"] = new
         return new
 
@@ -95,8 +95,8 @@ class KernelRuntime:
             except ValueError:
                 pass
             self._observing = False
-        self.env.close(timeout=5.0)
         _stop_publisher(timeout=2.0)
+        self.env.close(timeout=5.0)
         if self.shell.user_ns.get("sage_env") is self.env:
             del self.shell.user_ns["sage_env"]
         if _runtime is self:
@@ -105,17 +105,20 @@ class KernelRuntime:
     def _on_exit_now(self, change: dict[str, Any]) -> None:
         if change.get("new"):
             log.debug("kernel shutting down: closing %s", self.env.name)
-            self.env.close(timeout=SHUTDOWN_TIMEOUT)
             _stop_publisher(timeout=0.5)
+            self.env.close(timeout=SHUTDOWN_TIMEOUT)
 
 
-# The publisher module is loaded by the first live view shown: before that, no thread to stop
-# (and no reason to import the widgets).
+# Live views close before their environment does, here in the thread that runs the cell: a
+# view the publisher thread closed (on seeing the environment closed) would send its final
+# static state with the header of the cell that started the publisher, and a client that
+# keeps only the current cell's messages (nbclient) would drop it. The publisher module is
+# loaded by the first live view shown: before that, no thread to stop.
 _PUBLISHER = "sage_nb.notebook.widgets.publisher"
 
 
 def _release_views(env: BaseEnvironment) -> None:
-    """Close the live views of a closed environment; end the publisher if none is left."""
+    """Close the live views of an environment; end the publisher if none is left."""
     publisher = sys.modules.get(_PUBLISHER)
     if publisher is not None:
         publisher.release(env, timeout=2.0)

@@ -236,7 +236,7 @@ def test_monitor_counts_the_calls_of_every_service(profile: Any, shown: Shown) -
     assert view.data()["echo"]["done"] == 1
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in view.html  # a result is text
     assert "<script>alert" not in view.html
-    assert shown.bundles[0]["text/plain"] == "<MonitorView: sage_nb>"
+    assert shown.bundles[0]["text/plain"] == "<MonitorView of sage_env: every service>"
 
 
 def test_monitor_of_named_services(profile: Any, shown: Shown) -> None:
@@ -246,7 +246,10 @@ def test_monitor_of_named_services(profile: Any, shown: Shown) -> None:
     first, second = open_views()
     assert first.names == ["echo"] and set(first.data()) == {"echo"}
     assert second.names == ["profile", "echo"]  # commas or spaces, each name once
-    assert len(shown.bundles) == 2
+    assert [b["text/plain"] for b in shown.bundles] == [
+        "<MonitorView of sage_env: echo>",
+        "<MonitorView of sage_env: profile, echo>",
+    ]
 
 
 def test_monitor_of_an_unknown_service_lists_what_exists(profile: Any) -> None:

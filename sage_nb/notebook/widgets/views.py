@@ -280,6 +280,10 @@ class MonitorView(LiveView):
         history = {k: list(v) for k, v in self.history.items()}
         return render.monitor_html(f"{self.env.name}: services", stats, history, recent)
 
+    def _plain(self) -> str:
+        watched = ", ".join(self.names) if self.names else "every service"
+        return f"<MonitorView of {self.env.name}: {watched}>"
+
     def data(self) -> dict[str, dict[str, Any]]:
         """The numbers shown, per service (for tests and logs)."""
         return {
