@@ -15,7 +15,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from . import figures
+from . import figures, widget_figures
 from .report import Figure
 
 STEPS: list[tuple[str, Callable[[figures.Sizes], list[Figure]]]] = [
@@ -23,6 +23,7 @@ STEPS: list[tuple[str, Callable[[figures.Sizes], list[Figure]]]] = [
     ("async throughput", figures.async_throughput),
     ("pipeline throughput", figures.map_pipeline),
     ("one service call per record", figures.enrich_pipeline),
+    ("widget overhead", widget_figures.widget_overhead),
 ]
 
 
