@@ -678,7 +678,9 @@ class _Progress:
         self.live: ProgressView | None = None
         self.handle: Any = None
         if can_show_widgets():
-            self.live = ProgressView(job)
+            # Closed here, not by the publisher: the final state then goes out with this
+            # cell's header, before the summary (see close()).
+            self.live = ProgressView(job, autoclose=False)
             self.live.show()
         else:
             self.handle = display(progress_view(job), display_id=True)

@@ -153,3 +153,18 @@ def test_progress_wakes_the_publisher_when_its_job_ends(envs: list[LocalEnvironm
     join_publisher()  # the view closes itself once the job is done; then the thread ends
     assert view.closed
     assert "3 / 3 (100.0%)" in view.html
+
+
+def test_progress_without_autoclose_waits_for_its_owner(envs: list[LocalEnvironment]) -> None:
+    env = envs[0]
+    env.from_batch([1, 2, 3]).sink(lambda r: None)
+    job = env.submit()
+    view = ProgressView(job, autoclose=False)  # what %sage_submit shows: the cell closes it
+    shown(view)
+    view.refresh()
+    assert not view.closed and view.busy() is False  # final numbers, nothing left to refresh
+    assert "3 / 3 (100.0%)" in view.html
+    (thread,) = publisher_threads()
+    view.close()
+    thread.join(5.0)
+    assert not thread.is_alive()

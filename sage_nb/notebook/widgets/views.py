@@ -34,7 +34,9 @@ class LiveView:
         import ipywidgets
 
         # Invariants: refresh (the publisher thread) and close (any thread) change closed,
-        # html and the widget's value under _lock, so a closed view is never updated again.
+        # html and the widget's value under _lock, so a closed view is never updated again;
+        # close sends the final static state before releasing it. Nothing that holds _lock
+        # takes the publisher's locks (close pokes the publisher after releasing it).
         self._lock = threading.Lock()
         self.display_id = uuid.uuid4().hex
         self.closed = False
@@ -76,24 +78,27 @@ class LiveView:
         return changed
 
     def close(self) -> None:
-        """Stop updating: the output becomes the static markup of the last state."""
+        """Stop updating: the output becomes the static markup of the last state.
+
+        Returns once that update is sent, also when another thread is closing the view: what
+        the caller prints next comes after it.
+        """
         with self._lock:
             if self.closed:
                 return
             self.closed = True
-            html, plain = self.html, self._plain()
-        if self._displayed and _in_kernel():
-            try:
-                from IPython.display import update_display
+            if self._displayed and _in_kernel():
+                try:
+                    from IPython.display import update_display
 
-                update_display(
-                    {"text/html": html, "text/plain": plain},
-                    raw=True,
-                    display_id=self.display_id,
-                )
-            except Exception:  # no kernel to talk to any more: nothing to update
-                pass
-        self.widget.close()
+                    update_display(
+                        {"text/html": self.html, "text/plain": self._plain()},
+                        raw=True,
+                        display_id=self.display_id,
+                    )
+                except Exception:  # no kernel to talk to any more: nothing to update
+                    pass
+            self.widget.close()
         publisher().poke()
 
     # -- display --------------------------------------------------------------------------
@@ -302,10 +307,15 @@ class MonitorView(LiveView):
 
 
 class ProgressView(LiveView):
-    """Records done / total per source of a job, rate and ETA; closes when the job ends."""
+    """Records done / total per source of a job, rate and ETA; closes when the job ends.
 
-    def __init__(self, job: Job) -> None:
+    With ``autoclose=False`` it stays open (showing the final numbers) until ``close()``:
+    what ``%sage_submit`` uses, so the cell that waits for the job sends the final state.
+    """
+
+    def __init__(self, job: Job, *, autoclose: bool = True) -> None:
         self.job = job
+        self.autoclose = autoclose
         super().__init__()
 
     def environments(self) -> list[BaseEnvironment]:
@@ -317,7 +327,7 @@ class ProgressView(LiveView):
         return self.job.status == "running"
 
     def finished(self) -> bool:
-        return self.job.done
+        return self.autoclose and self.job.done
 
     def render(self) -> str:
         sources = [
