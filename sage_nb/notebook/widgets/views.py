@@ -205,7 +205,7 @@ class GraphView(LiveView):
             model.edges.append(
                 render.EdgeView(f"n{e.upstream.id}", f"n{e.downstream.id}", "data", label)
             )
-        stats = {s.name: s for s in self.env.statistics().services}
+        stats = {s.name: s for s in _service_statistics(self.env)}
         for name in sorted(set(self.env.services) | called):
             st = stats.get(name)
             if st is None:
@@ -233,6 +233,12 @@ class GraphView(LiveView):
     def _plain(self) -> str:
         job = self._current_job()
         return f"<GraphView of {job.execution_graph.describe() if job else self.env.name}>"
+
+
+def _service_statistics(env: BaseEnvironment) -> tuple[Any, ...]:
+    """``env.statistics().services`` without the rest: that also summarizes every job the
+    environment ever ran, a cost that grows with each job, ten times a second."""
+    return tuple(env._dispatcher.statistics())
 
 
 def _queue_depths(job: Job | None) -> dict[int, int]:
@@ -269,7 +275,7 @@ class MonitorView(LiveView):
         )
 
     def render(self) -> str:
-        stats = self.env.statistics().services
+        stats = _service_statistics(self.env)
         if self.names:
             stats = tuple(s for s in stats if s.name in self.names)
         self.services = list(stats)
