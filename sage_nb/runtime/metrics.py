@@ -52,7 +52,10 @@ def percentile(sorted_samples: Sequence[float], q: float) -> float | None:
 def percentiles(
     windows: Iterable[LatencyWindow], qs: Sequence[float] = (50, 95, 99)
 ) -> tuple[float | None, ...]:
-    samples = sorted(s for w in windows for s in w.recent())
+    samples: list[float] = []
+    for w in windows:
+        samples.extend(w.recent())  # no per-sample generator step: monitors call this often
+    samples.sort()
     return tuple(percentile(samples, q) for q in qs)
 
 

@@ -7,6 +7,7 @@ fixture of ``tests/conftest.py`` also fails a test that leaves ``sage_nb/publish
 
 from __future__ import annotations
 
+import importlib
 import threading
 from collections.abc import Iterator
 
@@ -14,8 +15,10 @@ import pytest
 
 from sage_nb import LocalEnvironment
 from sage_nb.notebook.widgets import GraphView, MonitorView, ProgressView, publisher
-from sage_nb.notebook.widgets import publisher as publisher_module
 from sage_nb.notebook.widgets.publisher import publish, release, shutdown
+
+# The package exports the publisher() function under the module's name.
+publisher_module = importlib.import_module("sage_nb.notebook.widgets.publisher")
 
 
 def publisher_threads() -> list[threading.Thread]:
@@ -88,8 +91,10 @@ def test_release_closes_only_that_environments_views(envs: list[LocalEnvironment
     assert publisher_threads() == []
 
 
-def test_release_before_any_view_does_nothing(envs: list[LocalEnvironment]) -> None:
-    publisher_module._publisher = None
+def test_release_before_any_view_does_nothing(
+    envs: list[LocalEnvironment], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(publisher_module, "_publisher", None)
     release(envs[0])
     shutdown()
     assert publisher_module._publisher is None
@@ -168,3 +173,27 @@ def test_progress_without_autoclose_waits_for_its_owner(envs: list[LocalEnvironm
     view.close()
     thread.join(5.0)
     assert not thread.is_alive()
+
+
+def test_views_refreshed_in_one_round_share_the_services_statistics(
+    envs: list[LocalEnvironment], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    env = envs[0]
+    calls: list[int] = []
+    real = env._dispatcher.statistics
+
+    def counted() -> object:
+        calls.append(1)
+        return real()
+
+    monkeypatch.setattr(env._dispatcher, "statistics", counted)
+    graph, monitor = GraphView(env), MonitorView(env)
+    env.from_batch([1]).sink(lambda r: None)
+    calls.clear()
+    with publisher_module._one_round():  # what the publisher thread does for each round
+        graph.refresh()
+        monitor.refresh()
+    assert len(calls) == 1
+    graph.refresh()  # outside a round (a test, a cell): always fresh
+    monitor.refresh()
+    assert len(calls) == 3

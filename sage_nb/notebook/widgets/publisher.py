@@ -18,14 +18,16 @@ from __future__ import annotations
 
 import logging
 import threading
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any
 
 from ...runtime.threads import make_thread
 
 if TYPE_CHECKING:
     from .views import LiveView
 
-__all__ = ["Publisher", "publish", "publisher", "release", "shutdown"]
+__all__ = ["Publisher", "publish", "publisher", "release", "shared", "shutdown"]
 
 log = logging.getLogger(__name__)
 
@@ -34,6 +36,29 @@ INTERVAL = 0.1
 
 _lock = threading.Lock()
 _publisher: Publisher | None = None
+
+# One refresh round's snapshots, shared by the views it refreshes (the graph and the monitor
+# both read the services' statistics); per thread, so a refresh elsewhere reads fresh data.
+_round = threading.local()
+
+
+@contextmanager
+def _one_round() -> Iterator[None]:
+    _round.memo = {}
+    try:
+        yield
+    finally:
+        _round.memo = None
+
+
+def shared(key: Any, compute: Callable[[], Any]) -> Any:
+    """``compute()``, computed once per refresh round of the publisher for ``key``."""
+    memo = getattr(_round, "memo", None)
+    if memo is None:
+        return compute()
+    if key not in memo:
+        memo[key] = compute()
+    return memo[key]
 
 
 def publisher() -> Publisher:
@@ -154,13 +179,14 @@ class Publisher:
                     self.finished = True
                     return
             changed = busy = False
-            for view in views:
-                try:
-                    changed = view.refresh() or changed
-                    busy = view.busy() or busy
-                except Exception:  # a broken view must not stop the others
-                    log.exception("refreshing %r failed; closing it", view)
-                    view.close()
+            with _one_round():
+                for view in views:
+                    try:
+                        changed = view.refresh() or changed
+                        busy = view.busy() or busy
+                    except Exception:  # a broken view must not stop the others
+                        log.exception("refreshing %r failed; closing it", view)
+                        view.close()
             self.refreshes += 1
             if any(view.closed for view in views):
                 continue  # drop it now; maybe nothing is left to publish

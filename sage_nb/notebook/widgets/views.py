@@ -16,7 +16,7 @@ from collections import deque
 from typing import TYPE_CHECKING, Any
 
 from . import render
-from .publisher import publish, publisher
+from .publisher import publish, publisher, shared
 
 if TYPE_CHECKING:
     from ...api.environment import BaseEnvironment
@@ -236,9 +236,12 @@ class GraphView(LiveView):
 
 
 def _service_statistics(env: BaseEnvironment) -> tuple[Any, ...]:
-    """``env.statistics().services`` without the rest: that also summarizes every job the
-    environment ever ran, a cost that grows with each job, ten times a second."""
-    return tuple(env._dispatcher.statistics())
+    """``env.statistics().services`` without the rest (that also summarizes every job the
+    environment ever ran, a cost that grows with each job), once per refresh round."""
+    stats: tuple[Any, ...] = shared(
+        ("services", id(env)), lambda: tuple(env._dispatcher.statistics())
+    )
+    return stats
 
 
 def _queue_depths(job: Job | None) -> dict[int, int]:
