@@ -107,6 +107,7 @@ class KernelRuntime:
             log.debug("kernel shutting down: closing %s", self.env.name)
             _stop_publisher(timeout=0.5)
             self.env.close(timeout=SHUTDOWN_TIMEOUT)
+            _disconnect_ray()
 
 
 # Live views close before their environment does, here in the thread that runs the cell: a
@@ -122,6 +123,17 @@ def _release_views(env: BaseEnvironment) -> None:
     publisher = sys.modules.get(_PUBLISHER)
     if publisher is not None:
         publisher.release(env, timeout=2.0)
+
+
+def _disconnect_ray() -> None:
+    """At kernel shutdown, end the Ray connection sage_nb made (if the Ray backend was used at
+    all): it takes about a second here, and several at interpreter exit."""
+    cluster = sys.modules.get("sage_nb.backends.ray.cluster")
+    if cluster is not None:
+        try:
+            cluster.disconnect()
+        except Exception as exc:  # shutting down anyway
+            log.debug("disconnecting from Ray: %s", exc)
 
 
 def _stop_publisher(timeout: float) -> None:

@@ -25,7 +25,7 @@ from urllib.parse import urlsplit
 from .errors import INSTALL_HINT, RayConnectionError
 from .options import ActorConfig, ServiceEntry
 
-__all__ = ["RayBackend", "connect", "import_ray"]
+__all__ = ["RayBackend", "connect", "disconnect", "import_ray"]
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +35,9 @@ QUIET_ENV = {"RAY_USAGE_STATS_ENABLED": "0"}
 LOCAL_ENV = {"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}
 
 _connect_lock = threading.Lock()
+#: True while this process is connected to Ray by ``connect`` (not by the user's own
+#: ``ray.init``): ``disconnect`` then ends the connection, and the local cluster it started.
+_connected_here = False
 
 
 def import_ray(*, local: bool = False) -> Any:
@@ -78,8 +81,10 @@ def connect(
         options = dict(init_options)
         if address is None:
             options.setdefault("include_dashboard", False)
+        global _connected_here
         try:
             ray.init(address=address, **options)
+            _connected_here = True
         except (ConnectionError, TimeoutError) as exc:
             raise RayConnectionError(_unreachable(address, exc)) from exc
         except Exception as exc:
@@ -89,6 +94,22 @@ def connect(
                 ) from exc
             raise RayConnectionError(_unreachable(address, exc)) from exc
     return ray
+
+
+def disconnect() -> bool:
+    """End the connection ``connect`` made (stopping the local cluster it started), so a
+    kernel exits promptly: Ray's own exit handler, run that late in a kernel, takes seconds
+    longer than the kernel manager waits. Returns False if there was none to end."""
+    global _connected_here
+    with _connect_lock:
+        if not _connected_here:
+            return False
+        _connected_here = False
+        import ray
+
+        if ray.is_initialized():
+            ray.shutdown()
+    return True
 
 
 def _check_reachable(address: str, timeout: float) -> None:
