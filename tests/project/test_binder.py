@@ -26,5 +26,5 @@ def test_repo2docker_accepts_the_binder_configuration() -> None:
     assert 'pip install --no-cache-dir -r "binder/requirements.txt"' in dockerfile
     assert "python3.11" in dockerfile or "python=3.11" in dockerfile
     requirements = (ROOT / "binder" / "requirements.txt").read_text().split()
-    assert "-e" in requirements and ".[notebook]" in requirements
+    assert "-e" in requirements and ".[notebook,ray]" in requirements
     assert (ROOT / "binder" / "runtime.txt").read_text().strip() == "python-3.11"
