@@ -82,6 +82,9 @@ class Dispatcher:
         self._lock = threading.RLock()
         self._factories: dict[str, ServiceFactory] = {}
         self._contexts: dict[str, ServiceContext] = {}
+        #: Why the last start of a service failed (its constructor or setup() raised); cleared
+        #: by a successful start or a new registration. health() reports these as "down".
+        self._start_failures: dict[str, str] = {}
         self._closed = False
         #: Shared by every service context and job of the environment.
         self.activity = ActivitySignal()
@@ -101,6 +104,7 @@ class Dispatcher:
                     max_queued=factory.max_queued, overflow=factory.overflow, retry=factory.retry
                 )
             self._factories[factory.name] = factory
+            self._start_failures.pop(factory.name, None)
 
     def unregister(self, name: str, timeout: float | None = 5.0) -> None:
         with self._lock:
@@ -109,6 +113,7 @@ class Dispatcher:
             self.stop_service(name, timeout)
             del self._factories[name]
             self._contexts.pop(name, None)
+            self._start_failures.pop(name, None)
 
     def names(self) -> list[str]:
         with self._lock:
@@ -141,16 +146,24 @@ class Dispatcher:
             ctx.configure(
                 max_queued=factory.max_queued, overflow=factory.overflow, retry=factory.retry
             )
+            old = ctx.task
+            if old is not None and getattr(old, "state", None) == "down":
+                # Its workers were told to exit when it went down; stopping it runs the
+                # close() of the version they ran, which no restart replaced.
+                old.stop(timeout=1.0, drain=False)
             proxy = self.proxy(owner=f"service {name}")
             task = self.task_factory.create_service_task(ctx, factory, proxy)
             try:
                 task.start()
             except Exception as exc:
+                reason = f"{type(exc).__name__}: {exc}"
+                self._start_failures[name] = f"failed to start: {reason}"
                 msg = (
-                    f"service {name!r} failed to start: {type(exc).__name__}: {exc}; "
+                    f"service {name!r} failed to start: {reason}; "
                     f"fix its constructor or setup() and register it again"
                 )
                 raise ServiceUnavailableError(msg) from exc
+            self._start_failures.pop(name, None)
             return ctx
 
     def start_all(self) -> None:
@@ -237,6 +250,10 @@ class Dispatcher:
         """Each registered service's health (see ``BaseEnvironment.health``)."""
         reports = {}
         for name in self.names():
+            failure = self._start_failures.get(name)
+            if failure is not None:
+                reports[name] = HealthReport(name, "down", failure)
+                continue
             ctx = self._contexts.get(name)
             task = ctx.task if ctx is not None else None
             if task is None:

@@ -2,10 +2,12 @@
 
 Retries happen on the caller's side (``ProxyManager``), inside the caller's deadline: a retry
 that could not finish before the deadline is not attempted, so a call with retries never takes
-longer than its timeout. By default only failures where the service certainly did not run the
-request are retried (it was unavailable, overloaded, or timed out before starting), so a
-non-idempotent method never runs twice; list exception types in ``retry_on`` to retry failures
-of calls that ran (make those methods idempotent).
+longer than its timeout. By default the failures retried are those where the service was not
+available: it was stopped, restarting, overloaded, or the call timed out before starting. Such a
+call did not run, with one exception: a call whose worker died while running it (or whose Ray
+actor died) fails with ``ServiceUnavailableError`` and is retried too, so a service with retries
+gives at-least-once execution and its methods should be idempotent. Errors the method itself
+raised are retried only if listed in ``retry_on``.
 """
 
 from __future__ import annotations

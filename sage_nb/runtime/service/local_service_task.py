@@ -222,14 +222,20 @@ class LocalServiceTask(BaseServiceTask):
                 return
             except BaseException as exc:
                 worker.busy = None
-                reason = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
-                log.warning("service %r: worker died (%s)", self.name, reason)
+                what = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+                reason = f"worker died: {what}"
+                log.warning("service %r: %s", self.name, reason)
+            limit = self.factory.max_restarts
             while True:
                 with self._cond:
-                    self.restarts += 1
-                    attempt = self.restarts
-                if attempt > self.factory.max_restarts or self._stopped.is_set():
-                    self._go_down(f"its worker died {attempt} times; last: {reason}")
+                    attempt = self.restarts + 1
+                    if attempt <= limit:
+                        self.restarts = attempt  # counts restarts tried, not the give-up
+                if attempt > limit or self._stopped.is_set():
+                    self._go_down(
+                        f"gave up after {attempt - 1} restarts, max_restarts={limit}; "
+                        f"last failure: {reason}"
+                    )
                     return
                 if self._stopped.wait(min(2.0, 0.05 * 2 ** (attempt - 1))):
                     return
