@@ -317,6 +317,9 @@ class ServiceManager:
             started = not context.withdraw(rid, timed_out=True)
             # The response may have arrived between the timeout and the withdrawal.
             if not (started and waiter.lock.acquire(False)):
+                # The error's traceback keeps this frame: drop the waiter so that a late
+                # response is not kept alive by an error the caller holds on to.
+                del waiter, fetch
                 raise ServiceTimeoutError(context.name, method, timeout, started=started)
         response = waiter.response
         assert response is not None and response.request_id == rid
