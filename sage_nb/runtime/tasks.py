@@ -300,6 +300,8 @@ class _SourceReader:
                 if self._stop_on_none:
                     self.exhausted = True
                     break
+                if monotonic() > deadline:
+                    break  # an idle source: deliver what it read, let the task see a stop
                 continue
             batch.append(record)
             if monotonic() > deadline:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from typing import Any
 
 import pytest
@@ -128,3 +129,34 @@ def test_from_source_skips_none(env: LocalEnvironment) -> None:
 
 def test_from_source_iterable(env: LocalEnvironment) -> None:
     assert run_to_list(env, env.from_source(iter([5, 6]))) == [5, 6]
+
+
+class OneRecordThenIdle(SourceFunction):
+    """Returns one record, then None ("nothing yet", waiting 10 ms each time) until the sink
+    has the record, then StopSignal. Counts the Nones returned before the record arrived."""
+
+    def __init__(self) -> None:
+        self.arrived = threading.Event()
+        self.sent = False
+        self.idle_calls = 0
+
+    def execute(self) -> Any:
+        if not self.sent:
+            self.sent = True
+            return {"id": 1}
+        if self.arrived.is_set():
+            return StopSignal
+        self.idle_calls += 1
+        self.arrived.wait(0.01)
+        return None
+
+
+def test_from_source_delivers_a_record_while_the_source_idles(env: LocalEnvironment) -> None:
+    # An idle source (returning None) must not hold back what it read until its batch is
+    # full: that took batch size x one execute() call (64 x 10 ms here), and as long to stop.
+    source = OneRecordThenIdle()
+    env.from_source(source).sink(lambda record: source.arrived.set())
+    job = env.submit(autostop=False)
+    assert job.wait(WAIT), "the job did not end"
+    assert job.status == "finished", job.error
+    assert source.idle_calls <= 5, f"the record waited for {source.idle_calls} idle calls"
