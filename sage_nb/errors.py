@@ -48,10 +48,11 @@ class ServiceNotFoundError(SageError, LookupError):
         self.method_name = method
         if method is None:
             self.registered = tuple(sorted(registered))
-            msg = (
-                f"no service {name!r} (registered: {_names(self.registered)}); "
-                f"define it with %%sage_service {name} or env.register_service({name!r}, cls)"
-            )
+            if isinstance(name, str) and name.isidentifier():
+                fix = f"define it with %%sage_service {name} or env.register_service({name!r}, cls)"
+            else:  # the name is never raw text in the message: it may hold a line break
+                fix = "service names are Python identifiers, such as 'profile'"
+            msg = f"no service {name!r} (registered: {_names(self.registered)}); {fix}"
         else:
             self.registered = tuple(sorted(methods))
             msg = (

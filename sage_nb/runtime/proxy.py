@@ -34,6 +34,15 @@ def _check_timeout(timeout: float) -> float:
     return float(timeout)
 
 
+def _check_method(method: str) -> str:
+    if not isinstance(method, str):
+        raise TypeError(
+            f"method= takes the name of a method of the service, as a str; "
+            f"got {type(method).__name__}: {method!r}"
+        )
+    return method
+
+
 class ProxyManager:
     """Calls services by name on behalf of one caller.
 
@@ -74,10 +83,10 @@ class ProxyManager:
 
     def context_of(self, name: str) -> ServiceContext:
         """The (cached) context of service ``name``; starts it if it is not running."""
+        if not isinstance(name, str):  # before the cache: a list would fail as "unhashable"
+            raise TypeError(f"a service name is a str, got {type(name).__name__}: {name!r}")
         ctx = self._cache.get(name)
         if ctx is None or not ctx.accepting:
-            if not isinstance(name, str):
-                raise TypeError(f"a service name is a str, got {type(name).__name__}: {name!r}")
             ctx = self._cache[name] = self._resolve(name)
         return ctx
 
@@ -121,10 +130,13 @@ class ProxyManager:
         """
         if self._cancelled is not None and self._cancelled():
             raise JobCancelledError(f"job stopping: call to {name!r} not made")
-        ctx = self._cache.get(name)
+        try:
+            ctx = self._cache.get(name)
+        except TypeError:  # unhashable, so not a name: context_of says so
+            ctx = None
         if ctx is None or not ctx.accepting:
             ctx = self.context_of(name)
-        method = "process" if method is None else method
+        method = "process" if method is None else _check_method(method)
         timeout = self.sync_timeout if timeout is None else _check_timeout(timeout)
         policy = ctx.retry if retries is None else RetryPolicy.coerce(retries)
         if policy is None or not policy.retries:
@@ -181,14 +193,17 @@ class ProxyManager:
         """
         if self._cancelled is not None and self._cancelled():
             raise JobCancelledError(f"job stopping: call to {name!r} not made")
-        ctx = self._cache.get(name)
+        try:
+            ctx = self._cache.get(name)
+        except TypeError:  # unhashable, so not a name: context_of says so
+            ctx = None
         if ctx is None or not ctx.accepting:
             ctx = self.context_of(name)
         if timeout is not None and timeout == math.inf:
             raise ValueError(
                 "an async call needs a finite timeout; use call_service to wait forever"
             )
-        method = "process" if method is None else method
+        method = "process" if method is None else _check_method(method)
         timeout = self.async_timeout if timeout is None else _check_timeout(timeout)
         policy = ctx.retry if retries is None else RetryPolicy.coerce(retries)
         if policy is None or not policy.retries:
