@@ -99,9 +99,12 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str, Pa
             proc.wait()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
-    """A headless Chromium context; the system browser, never a downloaded one."""
+    """A headless Chromium context; the system browser, never a downloaded one.
+
+    Module-scoped: Playwright's sync API keeps an asyncio loop running in the main thread
+    while it is open, which would make ``asyncio.run`` fail in every later test."""
     from playwright.sync_api import sync_playwright
 
     chromium = shutil.which("chromium") or shutil.which("chromium-browser")
