@@ -19,6 +19,7 @@ do not take their message.
 
 from __future__ import annotations
 
+import pickle
 import time
 from typing import Any
 
@@ -42,16 +43,24 @@ __all__ = [
 OK, ERROR, EXPIRED = 0, 1, 2
 
 
+#: Values the C pickler writes exactly as cloudpickle would (nothing by reference to a module
+#: the other process may not have), about five times faster.
+_PLAIN = frozenset({int, float, str, bytes, bool, type(None)})
+
+
 def dumps(value: Any) -> bytes:
     from ray import cloudpickle
 
     return cloudpickle.dumps(value, protocol=5)  # type: ignore[no-any-return]
 
 
-def loads(data: bytes) -> Any:
-    from ray import cloudpickle
+def _dumps_plain(value: Any) -> bytes:
+    """``dumps`` for a value known to hold only ``_PLAIN`` values."""
+    return pickle.dumps(value, protocol=5)
 
-    return cloudpickle.loads(data)
+
+def loads(data: bytes) -> Any:
+    return pickle.loads(data)  # cloudpickle writes standard pickles
 
 
 def type_name(value: Any) -> str:
@@ -63,6 +72,9 @@ def type_name(value: Any) -> str:
 
 def encode_call(service: str, method: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> bytes:
     """Pickle one call; raise ``ServiceSerializationError`` naming the argument that fails."""
+    plain = _PLAIN
+    if not kwargs and all(type(a) in plain for a in args):
+        return _dumps_plain((method, args, kwargs))
     try:
         return dumps((method, args, kwargs))
     except Exception as exc:
@@ -88,6 +100,8 @@ def encode_result(
 ) -> tuple[int, int, Any, float]:
     """The wire entry of a call that returned ``result``; an error entry if it cannot be
     pickled."""
+    if type(result) in _PLAIN:
+        return (request_id, OK, _dumps_plain(result), elapsed)
     try:
         return (request_id, OK, dumps(result), elapsed)
     except Exception as exc:
