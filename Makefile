@@ -27,8 +27,8 @@ chromium:
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; }
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check sage_nb tests bench
-	$(VENV)/bin/ruff format --check sage_nb tests bench
+	$(VENV)/bin/ruff check sage_nb tests bench notebooks docs
+	$(VENV)/bin/ruff format --check sage_nb tests bench notebooks docs
 
 typecheck: $(STAMP)
 	$(VENV)/bin/mypy

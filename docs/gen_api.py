@@ -12,7 +12,6 @@ from pathlib import Path
 
 import sage_nb
 from sage_nb.runtime.proxy import ProxyManager
-from sage_nb.runtime.retry import RetryPolicy
 
 OUT = Path(__file__).with_name("api.md")
 
@@ -43,7 +42,7 @@ SECTIONS: list[tuple[str, list[object]]] = [
             sage_nb.BaseFunction,
         ],
     ),
-    ("Calls", [ProxyManager, sage_nb.ServiceFuture, RetryPolicy]),
+    ("Calls", [ProxyManager, sage_nb.ServiceFuture, sage_nb.RetryPolicy, sage_nb.HealthReport]),
     ("Jobs", [sage_nb.Job, sage_nb.DeadLetter]),
     (
         "Errors",
@@ -54,7 +53,7 @@ SECTIONS: list[tuple[str, list[object]]] = [
             sage_nb.ServiceTimeoutError,
             sage_nb.ServiceCallError,
             sage_nb.ServiceUnavailableError,
-            sage_nb.errors.ServiceOverloadedError,
+            sage_nb.ServiceOverloadedError,
             sage_nb.OperatorError,
             sage_nb.JobCancelledError,
             "sage_nb.backends.ray.ServiceSerializationError",

@@ -33,11 +33,14 @@ from .errors import (
     ServiceCallError,
     ServiceExistsError,
     ServiceNotFoundError,
+    ServiceOverloadedError,
     ServiceTimeoutError,
     ServiceUnavailableError,
 )
 from .runtime.dead_letters import DeadLetter
 from .runtime.job_manager import Job
+from .runtime.retry import RetryPolicy
+from .runtime.service.base_service_task import HealthReport
 from .runtime.service.service_manager import ServiceFuture
 
 if TYPE_CHECKING:
@@ -54,6 +57,7 @@ __all__ = [
     "EnvironmentStatistics",
     "FilterFunction",
     "FlatMapFunction",
+    "HealthReport",
     "Job",
     "JobCancelledError",
     "JoinFunction",
@@ -62,11 +66,13 @@ __all__ = [
     "MapFunction",
     "OperatorError",
     "RemoteEnvironment",
+    "RetryPolicy",
     "SageError",
     "ServiceCallError",
     "ServiceExistsError",
     "ServiceFuture",
     "ServiceNotFoundError",
+    "ServiceOverloadedError",
     "ServiceTimeoutError",
     "ServiceUnavailableError",
     "SinkFunction",
