@@ -40,10 +40,11 @@ unit: $(STAMP)
 example: $(STAMP)
 	$(PY) examples/reference_example.py
 
-## make bench: benchmarks, unpinned and pinned to one CPU
+## make bench: benchmarks, unpinned and pinned to one CPU, then the Ray backend's
 bench: $(STAMP)
 	$(PY) -m bench
 	taskset -c 0 $(PY) -m bench
+	$(PY) -m bench.ray_figures
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
