@@ -145,6 +145,36 @@ class BaseEnvironment:
         calls (an int or a ``RetryPolicy``); a worker that dies is restarted with backoff up to
         ``max_restarts`` times, then the service is down.
         """
+        return self._register_service(
+            name,
+            service_class,
+            ctor_args,
+            ctor_kwargs,
+            replace=replace,
+            concurrency=concurrency,
+            max_queued=max_queued,
+            overflow=overflow,
+            retries=retries,
+            max_restarts=max_restarts,
+            backend_options={},
+        )
+
+    def _register_service(
+        self,
+        name: str,
+        service_class: Any,
+        ctor_args: tuple[Any, ...],
+        ctor_kwargs: dict[str, Any],
+        *,
+        replace: bool,
+        concurrency: int,
+        max_queued: int | None,
+        overflow: str,
+        retries: RetryPolicy | int | None,
+        max_restarts: int,
+        backend_options: dict[str, Any],
+    ) -> Any:
+        """``register_service`` of every backend: checks, the decorator form, the factory."""
         if not isinstance(name, str) or not name.isidentifier():
             raise ValueError(
                 f"a service name must be a Python identifier such as 'profile', got {name!r}"
@@ -156,15 +186,18 @@ class BaseEnvironment:
                 )
 
             def decorate(target: T) -> T:
-                self.register_service(
+                self._register_service(
                     name,
                     target,
+                    (),
+                    {},
                     replace=replace,
                     concurrency=concurrency,
                     max_queued=max_queued,
                     overflow=overflow,
                     retries=retries,
                     max_restarts=max_restarts,
+                    backend_options=backend_options,
                 )
                 return target
 
@@ -179,6 +212,7 @@ class BaseEnvironment:
             overflow=overflow,
             retry=RetryPolicy.coerce(retries),
             max_restarts=max_restarts,
+            backend_options=backend_options,
         )
         self._dispatcher.register(factory, replace=replace)
         return service_class

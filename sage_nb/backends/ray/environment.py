@@ -19,13 +19,12 @@ from __future__ import annotations
 import atexit
 import threading
 import weakref
-from typing import Any, TypeVar
+from typing import Any
 
 from ...api.environment import BaseEnvironment
 from ...runtime.job_manager import OperatorTaskFactory
 from ...runtime.proxy import DEFAULT_ASYNC_TIMEOUT, DEFAULT_SYNC_TIMEOUT
 from ...runtime.retry import RetryPolicy
-from ...runtime.service.base_service_task import ServiceFactory
 from .cluster import RayBackend, connect
 from .operator_task import RayOperatorTaskFactory
 from .options import RayServiceOptions, ServiceEntry
@@ -33,7 +32,6 @@ from .service_task import RayServiceTaskFactory
 
 __all__ = ["RemoteEnvironment"]
 
-T = TypeVar("T")
 
 _remote_environments: weakref.WeakSet[RemoteEnvironment] = weakref.WeakSet()
 _atexit_registered = False
@@ -147,45 +145,19 @@ class RemoteEnvironment(BaseEnvironment):
             max_task_retries=max_task_retries,
             max_concurrency=max_concurrency,
         )
-        if not isinstance(name, str) or not name.isidentifier():
-            raise ValueError(
-                f"a service name must be a Python identifier such as 'profile', got {name!r}"
-            )
-        if service_class is None:
-            if ctor_args or ctor_kwargs:
-                raise TypeError(
-                    "constructor arguments need the class: register_service(name, cls, *args)"
-                )
-
-            def decorate(target: T) -> T:
-                self.register_service(
-                    name,
-                    target,
-                    replace=replace,
-                    concurrency=concurrency,
-                    max_queued=max_queued,
-                    overflow=overflow,
-                    retries=retries,
-                    max_restarts=max_restarts,
-                    **options.as_dict(),
-                )
-                return target
-
-            return decorate
-        factory = ServiceFactory(
+        return self._register_service(
             name,
             service_class,
-            tuple(ctor_args),
-            dict(ctor_kwargs),
+            ctor_args,
+            ctor_kwargs,
+            replace=replace,
             concurrency=concurrency,
             max_queued=max_queued,
             overflow=overflow,
-            retry=RetryPolicy.coerce(retries),
+            retries=retries,
             max_restarts=max_restarts,
             backend_options=options.as_dict(),
         )
-        self._dispatcher.register(factory, replace=replace)
-        return service_class
 
     def _directory(self) -> dict[str, ServiceEntry]:
         """What actors know about this environment's services when they are created."""
