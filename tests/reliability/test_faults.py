@@ -193,6 +193,7 @@ def test_worker_death_mid_request_restarts_and_serves_what_was_queued(
     assert isinstance(err, ServiceUnavailableError)
     assert "died while running this request" in str(err)
     assert "SystemExit: worker killed on 'victim'" in str(err)
+    assert str(err).endswith("it restarts, so calls may be retried")
     assert [outcome(f) for f in queued] == [20, 21, 22]  # answered by the restarted service
     stats = stats_of(env, "rec")
     assert (stats.state, stats.restarts, stats.version, stats.workers) == ("running", 1, 2, 1)
@@ -245,7 +246,9 @@ def test_worker_death_with_no_restart_left_goes_down_and_fails_the_queue(
     assert log["entered"].wait(WAIT)
     queued = [env.call_service_async("rec", i, timeout=2 * WAIT) for i in (10, 11)]
     gate.set()
-    assert isinstance(outcome(dying), ServiceUnavailableError)
+    died = outcome(dying)
+    assert isinstance(died, ServiceUnavailableError)
+    assert str(died).endswith("it will not restart (max_restarts=0 used)")
     for err in map(outcome, queued):
         assert isinstance(err, ServiceUnavailableError)
         assert "it is down" in str(err)

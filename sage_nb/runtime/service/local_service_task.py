@@ -322,11 +322,17 @@ class LocalServiceTask(BaseServiceTask):
                 worker.failed += 1
             except BaseException as exc:  # SystemExit and the like: this worker dies
                 worker.failed += 1
+                left = self.factory.max_restarts - self.restarts
+                after = (
+                    "it restarts, so calls may be retried"
+                    if left > 0
+                    else f"it will not restart (max_restarts={self.factory.max_restarts} used)"
+                )
                 self._deliver_refusal(
                     request,
                     ServiceUnavailableError(
                         f"service {name!r} died while running this request "
-                        f"({type(exc).__name__}: {exc}); it restarts, so calls may be retried"
+                        f"({type(exc).__name__}: {exc}); {after}"
                     ),
                 )
                 raise
