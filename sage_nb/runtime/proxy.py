@@ -10,12 +10,11 @@ from __future__ import annotations
 
 import math
 import threading
-import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from ..errors import JobCancelledError, ServiceTimeoutError
-from .retry import RetryPolicy
+from ..errors import JobCancelledError
+from .retry import RetryPolicy, call_with_retries
 from .service.service_manager import RetryingFuture
 
 if TYPE_CHECKING:
@@ -153,28 +152,22 @@ class ProxyManager:
         timeout: float,
         policy: RetryPolicy,
     ) -> Any:
-        deadline = time.monotonic() + timeout
-        attempt = 0
-        while True:
-            try:
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    raise ServiceTimeoutError(name, method, timeout, started=False)
-                if not ctx.accepting:
-                    ctx = self.context_of(name)
-                return self._manager.call_sync(ctx, method, args, kwargs, left)
-            except Exception as exc:
-                delay = policy.delay(attempt)
-                if (
-                    attempt >= policy.retries
-                    or not policy.retryable(exc)
-                    or time.monotonic() + delay >= deadline
-                ):
-                    raise
-                ctx.count_retry()
-                attempt += 1
-                if self._stop_event.wait(delay):
-                    raise JobCancelledError(f"job stopping: retry of {name!r} not made") from exc
+        current = [ctx]  # the context of the latest attempt (a restart may replace it)
+
+        def attempt(left: float) -> Any:
+            if not current[0].accepting:
+                current[0] = self.context_of(name)
+            return self._manager.call_sync(current[0], method, args, kwargs, left)
+
+        return call_with_retries(
+            attempt,
+            policy,
+            timeout,
+            name,
+            method,
+            self._stop_event,
+            on_retry=lambda: current[0].count_retry(),
+        )
 
     def call_service_async(
         self,
@@ -208,8 +201,16 @@ class ProxyManager:
         policy = ctx.retry if retries is None else RetryPolicy.coerce(retries)
         if policy is None or not policy.retries:
             return self._manager.call_async(ctx, method, args, kwargs, timeout)
+        manager = self._manager
+
+        def submit(left: float) -> ServiceFuture:
+            return manager.call_async(self.context_of(name), method, args, kwargs, left)
+
+        def count_retry(failed: Any) -> None:
+            failed._context.count_retry()
+
         return RetryingFuture(
-            self._manager, lambda: self.context_of(name), method, args, kwargs, timeout, policy
+            submit, name, method, timeout, policy, manager._deadlines, on_retry=count_retry
         )
 
     def reset(self) -> None:

@@ -13,12 +13,22 @@ raised are retried only if listed in ``retry_on``.
 from __future__ import annotations
 
 import random
+import threading
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
-from ..errors import ServiceCallError, ServiceTimeoutError, ServiceUnavailableError
+from ..errors import (
+    JobCancelledError,
+    ServiceCallError,
+    ServiceTimeoutError,
+    ServiceUnavailableError,
+)
 
-__all__ = ["RetryPolicy"]
+__all__ = ["RetryPolicy", "call_with_retries"]
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -78,3 +88,39 @@ class RetryPolicy:
         if exc is None:
             return False
         return any(isinstance(t, type) and isinstance(exc, t) for t in self.retry_on)
+
+
+def call_with_retries(
+    attempt: Callable[[float], T],
+    policy: RetryPolicy,
+    timeout: float,
+    name: str,
+    method: str,
+    stop_event: threading.Event,
+    on_retry: Callable[[], None] | None = None,
+) -> T:
+    """A sync call with retries: ``attempt(seconds_left)`` until it succeeds, or until the
+    policy, or the deadline ``timeout`` seconds from now, allows no more; ``on_retry`` runs
+    before each retry's backoff. A set ``stop_event`` (the caller's job is stopping) ends the
+    wait with ``JobCancelledError``."""
+    deadline = time.monotonic() + timeout
+    tried = 0
+    while True:
+        try:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise ServiceTimeoutError(name, method, timeout, started=False)
+            return attempt(left)
+        except Exception as exc:
+            delay = policy.delay(tried)
+            if (
+                tried >= policy.retries
+                or not policy.retryable(exc)
+                or time.monotonic() + delay >= deadline
+            ):
+                raise
+            if on_retry is not None:
+                on_retry()
+            tried += 1
+            if stop_event.wait(delay):
+                raise JobCancelledError(f"job stopping: retry of {name!r} not made") from exc

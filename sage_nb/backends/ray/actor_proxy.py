@@ -21,7 +21,6 @@ import math
 import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import Future, InvalidStateError
 from typing import Any
 
 from ...errors import (
@@ -30,10 +29,11 @@ from ...errors import (
     ServiceTimeoutError,
     ServiceUnavailableError,
 )
-from ...runtime.retry import RetryPolicy
+from ...runtime.proxy import _check_method, _check_timeout
+from ...runtime.retry import RetryPolicy, call_with_retries
 from ...runtime.service.deadlines import DeadlineScheduler
 from ...runtime.service.futures import AwaitableFuture
-from ...runtime.service.service_manager import error_from_response
+from ...runtime.service.service_manager import RetryingFuture, error_from_response
 from .errors import translate_ray_error
 from .options import ActorConfig, actor_name
 from .wire import encode_call, response_from_wire
@@ -51,12 +51,6 @@ def _scheduler(name: str) -> DeadlineScheduler:
         if found is None:
             found = _schedulers[name] = DeadlineScheduler(f"{name}-actor")
         return found
-
-
-def _check_timeout(timeout: float) -> float:
-    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not timeout > 0:
-        raise ValueError(f"timeout must be a number of seconds > 0, got {timeout!r}")
-    return float(timeout)
 
 
 class ActorProxy:
@@ -152,30 +146,19 @@ class ActorProxy:
         """Call service ``name`` and wait for its result (see ``ProxyManager.call_service``)."""
         if self._cancelled is not None and self._cancelled():
             raise JobCancelledError(f"job stopping: call to {name!r} not made")
-        method = "process" if method is None else method
+        method = "process" if method is None else _check_method(method)
         timeout = self.sync_timeout if timeout is None else _check_timeout(timeout)
         policy = self._policy(name, retries)
         if policy is None or not policy.retries:
             return self._call_once(name, method, args, kwargs, timeout)
-        deadline = time.monotonic() + timeout
-        attempt = 0
-        while True:
-            try:
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    raise ServiceTimeoutError(name, method, timeout, started=False)
-                return self._call_once(name, method, args, kwargs, left)
-            except Exception as exc:
-                delay = policy.delay(attempt)
-                if (
-                    attempt >= policy.retries
-                    or not policy.retryable(exc)
-                    or time.monotonic() + delay >= deadline
-                ):
-                    raise
-                attempt += 1
-                if self._stop_event.wait(delay):
-                    raise JobCancelledError(f"job stopping: retry of {name!r} not made") from exc
+        return call_with_retries(
+            lambda left: self._call_once(name, method, args, kwargs, left),
+            policy,
+            timeout,
+            name,
+            method,
+            self._stop_event,
+        )
 
     def _call_once(
         self,
@@ -224,12 +207,19 @@ class ActorProxy:
             raise ValueError(
                 "an async call needs a finite timeout; use call_service to wait forever"
             )
-        method = "process" if method is None else method
+        method = "process" if method is None else _check_method(method)
         timeout = self.async_timeout if timeout is None else _check_timeout(timeout)
         policy = self._policy(name, retries)
         if policy is None or not policy.retries:
             return self._submit(name, method, args, kwargs, timeout)
-        return _RetryingCall(self, name, method, args, kwargs, timeout, policy)
+        return RetryingFuture(
+            lambda left: self._submit(name, method, args, kwargs, left),
+            name,
+            method,
+            timeout,
+            policy,
+            _scheduler(self.config.environment),
+        )
 
     def _submit(
         self,
@@ -299,99 +289,3 @@ class _RayCallFuture(AwaitableFuture):
 
     def abandon(self, reason: str) -> None:
         self._settle(None, ServiceUnavailableError(f"call abandoned: {reason}"))
-
-    def _settle(self, result: Any, exc: BaseException | None) -> None:
-        try:
-            if exc is None:
-                self.set_result(result)
-            else:
-                self.set_exception(exc)
-        except InvalidStateError:  # the deadline and the result raced; the first one won
-            pass
-
-
-class _Later:
-    """Runs ``action`` when the deadline scheduler reaches it (a delayed retry)."""
-
-    __slots__ = ("_abandon", "_action")
-
-    def __init__(self, action: Callable[[], None], abandon: Callable[[str], None]) -> None:
-        self._action = action
-        self._abandon = abandon
-
-    def expire(self) -> None:
-        self._action()
-
-    def abandon(self, reason: str) -> None:
-        self._abandon(reason)
-
-
-class _RetryingCall(AwaitableFuture):
-    """An async call with retries inside its deadline (see ``RetryingFuture``)."""
-
-    def __init__(
-        self,
-        proxy: ActorProxy,
-        name: str,
-        method: str,
-        args: tuple[Any, ...],
-        kwargs: dict[str, Any],
-        timeout: float,
-        policy: RetryPolicy,
-    ) -> None:
-        super().__init__()
-        self._proxy = proxy
-        self._call = (name, method, args, kwargs)
-        self.timeout = timeout
-        self._policy = policy
-        self._deadline = time.monotonic() + timeout
-        self.attempts = 0
-        self._attempt()
-
-    def _attempt(self) -> None:
-        if self.done():
-            return
-        name, method, args, kwargs = self._call
-        self.attempts += 1
-        try:
-            left = self._deadline - time.monotonic()
-            if left <= 0:
-                raise ServiceTimeoutError(name, method, self.timeout, started=False)
-            future = self._proxy._submit(name, method, args, kwargs, left)
-        except Exception as exc:
-            self._failed(exc)
-            return
-        future.add_done_callback(self._attempt_done)
-
-    def _attempt_done(self, future: Future[Any]) -> None:
-        if self.done():
-            return
-        exc = future.exception()
-        if exc is None:
-            self._settle(future.result(), None)
-        else:
-            self._failed(exc)
-
-    def _failed(self, exc: BaseException) -> None:
-        policy = self._policy
-        due = time.monotonic() + policy.delay(self.attempts - 1)
-        if self.attempts > policy.retries or not policy.retryable(exc) or due >= self._deadline:
-            self._settle(None, exc)
-            return
-        scheduler = _scheduler(self._proxy.config.environment)
-        try:
-            scheduler.add(_Later(self._attempt, self._abandon), due)
-        except RuntimeError:
-            self._settle(None, exc)
-
-    def _abandon(self, reason: str) -> None:
-        self._settle(None, ServiceUnavailableError(f"call abandoned: {reason}"))
-
-    def _settle(self, result: Any, exc: BaseException | None) -> None:
-        try:
-            if exc is None:
-                self.set_result(result)
-            else:
-                self.set_exception(exc)
-        except InvalidStateError:
-            pass

@@ -71,6 +71,14 @@ class AwaitableFuture(Future):  # type: ignore[type-arg]
         else:
             super().set_exception(exc)
 
+    def _settle(self, result: Any, exc: BaseException | None) -> None:
+        """Complete unless already complete: of racing completions (a response and its
+        deadline, say) the first wins and the others are dropped."""
+        try:
+            self._finish(result, exc)
+        except InvalidStateError:
+            pass
+
     def set_result(self, result: Any) -> None:
         self._finish(result, None)
 

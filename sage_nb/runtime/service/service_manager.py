@@ -19,7 +19,7 @@ from __future__ import annotations
 import itertools
 import math
 import time
-from concurrent.futures import Future, InvalidStateError
+from concurrent.futures import Future
 from contextvars import copy_context
 from typing import TYPE_CHECKING, Any
 
@@ -146,16 +146,6 @@ class ServiceFuture(AwaitableFuture):
             self._context.withdraw(self.request_id, timed_out=False)
             self._settle(None, self._context.unavailable(reason))
 
-    def _settle(self, result: Any, exc: BaseException | None) -> None:
-        # The service and the deadline thread may race to settle; the loser's value is dropped.
-        try:
-            if exc is None:
-                self.set_result(result)
-            else:
-                self.set_exception(exc)
-        except InvalidStateError:
-            pass
-
     # -- user side -------------------------------------------------------------------------
     def cancel(self) -> bool:
         """Withdraw the request if the service has not started it; True if that worked."""
@@ -195,20 +185,26 @@ class RetryingFuture(AwaitableFuture):
 
     def __init__(
         self,
-        manager: ServiceManager,
-        resolve: Callable[[], ServiceContext],
+        submit: Callable[[float], Future],  # type: ignore[type-arg]
+        name: str,
         method: str,
-        args: tuple[Any, ...],
-        kwargs: dict[str, Any],
         timeout: float,
         policy: RetryPolicy,
+        scheduler: DeadlineScheduler,
+        *,
+        on_retry: Callable[[Future], None] | None = None,  # type: ignore[type-arg]
     ) -> None:
+        """``submit(seconds_left)`` makes one attempt and returns its future; ``scheduler``
+        starts each retry after its backoff; ``on_retry`` gets the failed attempt's future
+        before its retry is scheduled (statistics count retries there)."""
         super().__init__()
-        self._manager = manager
-        self._resolve = resolve
-        self._call = (method, args, kwargs)
+        self._submit = submit
+        self.service_name = name
+        self.method_name = method
         self.timeout = timeout
         self._policy = policy
+        self._scheduler = scheduler
+        self._on_retry = on_retry
         self._deadline = _monotonic() + timeout
         self._current: Future | None = None  # type: ignore[type-arg]
         self.attempts = 0
@@ -217,14 +213,14 @@ class RetryingFuture(AwaitableFuture):
     def _attempt(self) -> None:
         if self.done():
             return
-        method, args, kwargs = self._call
         self.attempts += 1
         try:
-            ctx = self._resolve()
             left = self._deadline - _monotonic()
             if left <= 0:
-                raise ServiceTimeoutError(ctx.name, method, self.timeout, started=False)
-            self._current = future = self._manager.call_async(ctx, method, args, kwargs, left)
+                raise ServiceTimeoutError(
+                    self.service_name, self.method_name, self.timeout, started=False
+                )
+            self._current = future = self._submit(left)
         except Exception as exc:
             self._failed(exc, None)
             return
@@ -237,33 +233,23 @@ class RetryingFuture(AwaitableFuture):
         if exc is None:
             self._settle(future.result(), None)
         else:
-            self._failed(exc, getattr(future, "_context", None))
+            self._failed(exc, future)
 
-    def _failed(self, exc: BaseException, ctx: ServiceContext | None) -> None:
+    def _failed(self, exc: BaseException, attempt: Future | None) -> None:  # type: ignore[type-arg]
         policy = self._policy
-        delay = policy.delay(self.attempts - 1)
-        due = _monotonic() + delay
+        due = _monotonic() + policy.delay(self.attempts - 1)
         if self.attempts > policy.retries or not policy.retryable(exc) or due >= self._deadline:
             self._settle(None, exc)
             return
-        if ctx is not None:
-            ctx.count_retry()
+        if attempt is not None and self._on_retry is not None:
+            self._on_retry(attempt)
         try:
-            self._manager._deadlines.add(_Later(self._attempt, self._abandon), due)
+            self._scheduler.add(_Later(self._attempt, self._abandon), due)
         except RuntimeError:  # the environment closed meanwhile
             self._settle(None, exc)
 
     def _abandon(self, reason: str) -> None:
         self._settle(None, ServiceUnavailableError(f"call abandoned: {reason}"))
-
-    def _settle(self, result: Any, exc: BaseException | None) -> None:
-        try:
-            if exc is None:
-                self.set_result(result)
-            else:
-                self.set_exception(exc)
-        except InvalidStateError:
-            pass
 
     def cancel(self) -> bool:
         current = self._current
