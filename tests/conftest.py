@@ -1,9 +1,12 @@
-"""Shared fixtures: every test fails if it leaves a ``sage_nb/`` thread alive."""
+"""Shared fixtures: every test fails if it leaves a ``sage_nb/`` thread alive; ``env``; and
+``shell``, the in-process IPython shell with sage_nb loaded."""
 
 from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
@@ -33,3 +36,33 @@ def env():
     environment = LocalEnvironment("test")
     yield environment
     assert environment.close(timeout=5.0), "environment did not close cleanly"
+
+
+# -- the in-process IPython shell (notebook and reliability tests) ------------------------
+@pytest.fixture(scope="session")
+def ipython() -> Any:
+    """The process-wide in-process IPython shell (history kept in memory)."""
+    from IPython.core.interactiveshell import InteractiveShell
+    from traitlets.config import Config
+
+    config = Config()
+    config.HistoryManager.hist_file = ":memory:"
+    return InteractiveShell.instance(config=config)
+
+
+@pytest.fixture
+def shell(ipython: Any) -> Iterator[Any]:
+    """The shell with ``%load_ext sage_nb`` done; unloaded (everything stopped) afterwards."""
+    from sage_nb.notebook import kernel
+
+    assert kernel.current() is None, "a previous test left sage_nb loaded"
+    ipython.run_line_magic("load_ext", "sage_nb")
+    try:
+        yield ipython
+    finally:
+        if "sage_nb" in ipython.extension_manager.loaded:
+            ipython.run_line_magic("unload_ext", "sage_nb")
+        for name in [n for n in ipython.user_ns if not n.startswith("_")]:
+            if name not in ipython.user_ns_hidden:
+                del ipython.user_ns[name]
+    assert kernel.current() is None
