@@ -13,9 +13,10 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet -e ".[dev]"
 	touch $(STAMP)
 
-## make lab: JupyterLab on the tutorials, everything installed
+## make lab: JupyterLab on the tutorials, everything installed (as root too: containers)
+LAB_ROOT := $(if $(filter 0,$(shell id -u)),--allow-root)
 lab: $(STAMP)
-	$(VENV)/bin/jupyter lab notebooks/
+	$(VENV)/bin/jupyter lab $(LAB_ROOT) notebooks/
 
 ## make test: lint, type check and every test (the browser tests need Debian's Chromium)
 test: $(STAMP) chromium lint typecheck unit
