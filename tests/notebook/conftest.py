@@ -1,9 +1,9 @@
 """Fixtures for the notebook layer: an in-process IPython shell, and real kernels.
 
-``shell`` (from ``tests/conftest.py``): the process-wide ``InteractiveShell`` with ``%load_ext sage_nb`` done; teardown
-unloads the extension, which stops every thread it started (the autouse fixture of
-``tests/conftest.py`` checks). ``kernel``: one real kernel per module; ``fresh_kernel``: one
-per test (see ``notebook_helpers.KernelSession``).
+``shell`` (defined in ``tests/conftest.py``): the process-wide ``InteractiveShell`` with
+``%load_ext sage_nb`` done; teardown unloads the extension, which stops every thread it started
+(the autouse fixture there checks). ``kernel``: one real kernel per module; ``fresh_kernel``:
+one per test (see ``notebook_helpers.KernelSession``).
 """
 
 from __future__ import annotations
