@@ -2,7 +2,7 @@
 
 ::
 
-    RayServiceTask (driver) ──handle.remote(batch)──▶ ServiceActor.handle  (max_concurrency
+    RayServiceTask (driver) ──handle.remote(frame)──▶ ServiceActor.handle  (max_concurrency
     ActorProxy (other actors) ─────────────────────▶                        Ray threads)
                                                     │ per request: deadline passed? → EXPIRED
                                                     │ method = version.methods[...]; run it
@@ -30,7 +30,7 @@ from ...runtime.service.base_service_task import ServiceFactory, ServiceVersion
 from ...runtime.threads import make_thread
 from .actor_proxy import ActorProxy
 from .options import ActorConfig
-from .wire import ERROR, EXPIRED, encode_error, encode_result, loads
+from .wire import ERROR, EXPIRED, encode_error, encode_result, loads, pack, unpack
 
 __all__ = ["ServiceActor"]
 
@@ -63,8 +63,9 @@ class ServiceActor:
         return self._pid, self._version.number
 
     # -- requests --------------------------------------------------------------------------
-    def handle(self, batch: list[tuple[int, float | None, bytes]]) -> tuple[int, int, list[Entry]]:
-        """Run a batch of requests in order; return their wire entries (see ``wire``)."""
+    def handle(self, frame: bytes) -> bytes:
+        """Run a batch of requests in order; return the reply frame (see ``wire``)."""
+        batch: list[tuple[int, float | None, bytes]] = unpack(frame)
         with self._cond:
             version = self._version
             self._busy[version.number] = self._busy.get(version.number, 0) + 1
@@ -93,7 +94,7 @@ class ServiceActor:
                 out.append(encode_result(rid, name, method, result, monotonic() - start))
             for i, future in waits:
                 out[i] = future.result()
-            return self._pid, version.number, out
+            return pack((self._pid, version.number, out))
         finally:
             with self._cond:
                 self._busy[version.number] -= 1

@@ -1,9 +1,15 @@
 """What crosses between a caller and a service actor, and how it is (de)serialized.
 
-One Ray call to a service actor carries a batch of requests and returns a batch of results::
+One Ray call to a service actor carries a batch of requests and returns a batch of results,
+each as one ``bytes`` frame (``pack``/``unpack``)::
 
-    request  (request_id, deadline, payload)       payload = pickle((method, args, kwargs))
-    returns  (pid, version, [(request_id, status, payload, execution_time), ...])
+    request  pack([(request_id, deadline, payload), ...])   payload = pickle((method, args, kwargs))
+    returns  pack((pid, version, [(request_id, status, payload, execution_time), ...]))
+
+Frames hold only ints, floats, strings, bytes and None, so the C pickler writes them. Ray
+passes a ``bytes`` argument or result through untouched, which costs less per call than any
+container it would serialize itself (an ``int`` included): the frame is why a call through
+sage_nb is not slower than a raw actor call (``python -m bench.ray_figures``).
 
 ``deadline`` is a ``time.time()`` instant (``None``: no limit): a request that has not started
 by then is answered ``EXPIRED`` and never runs, as with threads. Each request's arguments and
@@ -36,8 +42,10 @@ __all__ = [
     "encode_error",
     "encode_result",
     "loads",
+    "pack",
     "response_from_wire",
     "type_name",
+    "unpack",
 ]
 
 OK, ERROR, EXPIRED = 0, 1, 2
@@ -57,6 +65,11 @@ def dumps(value: Any) -> bytes:
 def _dumps_plain(value: Any) -> bytes:
     """``dumps`` for a value known to hold only ``_PLAIN`` values."""
     return pickle.dumps(value, protocol=5)
+
+
+#: The frame of one Ray call (a batch of requests, or a reply): only ``_PLAIN`` values.
+pack = _dumps_plain
+unpack = pickle.loads
 
 
 def loads(data: bytes) -> Any:
