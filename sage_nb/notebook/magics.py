@@ -7,6 +7,7 @@ the fix (argument errors end with the magic's usage line).
 
 from __future__ import annotations
 
+import argparse
 import ast
 import inspect
 import os
@@ -25,6 +26,7 @@ from IPython.core.magic_arguments import argument, magic_arguments, parse_argstr
 
 from .. import __version__
 from ..errors import ServiceCallError, ServiceNotFoundError, ServiceUnavailableError
+from ..runtime.retry import RetryPolicy
 from ..runtime.service.base_service_task import ServiceFactory
 from .display import StatusReport, job_summary, progress_view
 
@@ -114,6 +116,19 @@ def _parse(magic: Callable[..., Any], line: str) -> Any:
         raise UsageError(f"cannot split {line!r}: {exc}; usage: {_usage(magic)}") from None
 
 
+def _max_queued(text: str) -> int | None:
+    """``--max-queued``: a positive int, or ``none`` for no limit."""
+    if text.lower() == "none":
+        return None
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"takes a number >= 1 or none, got {text!r}")
+    return value
+
+
 def _plural(n: int, word: str) -> str:
     return f"{n:,} {word}{'s' if n != 1 else ''}"
 
@@ -189,6 +204,44 @@ class SageMagics(Magics):
     )
     @argument("--concurrency", "-c", type=int, default=1, help="worker threads (default 1)")
     @argument(
+        "--max-queued",
+        type=_max_queued,
+        default=10_000,
+        metavar="N",
+        help="requests that may wait for a worker (default 10000; none: no limit)",
+    )
+    @argument(
+        "--overflow",
+        choices=("block", "fail"),
+        default="block",
+        help="when the queue is full, a caller waits for room until its deadline (block, the "
+        "default) or fails at once with ServiceOverloadedError (fail)",
+    )
+    @argument(
+        "--retries",
+        type=int,
+        default=0,
+        metavar="N",
+        help="retries of a call that failed because the service was unavailable or had not "
+        "started it in time (default 0); retried methods must be idempotent",
+    )
+    @argument(
+        "--max-restarts",
+        type=int,
+        default=3,
+        metavar="N",
+        help="restarts of a crashed worker before the service is down (default 3)",
+    )
+    @argument(
+        "--replicas",
+        type=int,
+        default=1,
+        metavar="N",
+        help="Ray backend: actors serving the name, each call going to the least busy (default 1)",
+    )
+    @argument("--num-cpus", type=float, metavar="X", help="Ray backend: CPUs each actor asks for")
+    @argument("--num-gpus", type=float, metavar="X", help="Ray backend: GPUs each actor asks for")
+    @argument(
         "--replace",
         action="store_true",
         help="take over a name registered from code (re-running this cell never needs it)",
@@ -204,9 +257,13 @@ class SageMagics(Magics):
         close() runs; queued requests are answered by the new version. The service's worker
         threads are named sage_nb/service/NAME.
 
+        Options set how it is served (see register_service): --concurrency, --max-queued,
+        --overflow, --retries and --max-restarts; with the Ray backend also --replicas,
+        --num-cpus and --num-gpus. Re-running the cell with other options applies them.
+
         Example::
 
-            %%sage_service profile
+            %%sage_service profile --concurrency 4 --retries 2
             class Profile:
                 def setup(self):
                     self.db = {"42": {"age": 62}}
@@ -224,6 +281,7 @@ class SageMagics(Magics):
                 f"--concurrency must be 1 or more, got {args.concurrency}; "
                 f"e.g. %%sage_service {name} --concurrency 4"
             )
+        backend_options = self._backend_options(args)
         method = args.method
         if not method.isidentifier() or method.startswith("_") or method in _RESERVED_METHODS:
             raise UsageError(
@@ -257,8 +315,51 @@ class SageMagics(Magics):
                 spec = target
         else:
             spec = _FunctionAsService(target, method)
-        factory = ServiceFactory(name, spec, concurrency=args.concurrency, origin="cell")
+        try:
+            factory = ServiceFactory(
+                name,
+                spec,
+                concurrency=args.concurrency,
+                origin="cell",
+                max_queued=args.max_queued,
+                overflow=args.overflow,
+                retry=RetryPolicy(retries=args.retries) if args.retries else None,
+                max_restarts=args.max_restarts,
+                backend_options=backend_options,
+            )
+        except ValueError as exc:
+            raise UsageError(str(exc)) from None
         self._deploy(factory, existing)
+
+    def _backend_options(self, args: Any) -> dict[str, Any] | None:
+        """The Ray options of a ``%%sage_service`` line (None on threads), checked."""
+        for flag, value in (("--retries", args.retries), ("--max-restarts", args.max_restarts)):
+            if value < 0:
+                raise UsageError(f"{flag} must be 0 or more, got {value}")
+        ray_flags = [
+            flag
+            for flag, given in (
+                ("--replicas", args.replicas != 1),
+                ("--num-cpus", args.num_cpus is not None),
+                ("--num-gpus", args.num_gpus is not None),
+            )
+            if given
+        ]
+        if getattr(self.env, "backend", None) != "ray":
+            if ray_flags:
+                raise UsageError(
+                    f"{', '.join(ray_flags)} only apply to Ray actors; this environment runs "
+                    f"services on threads (%sage_env --backend ray switches)"
+                )
+            return None
+        from ..backends.ray.options import RayServiceOptions
+
+        try:
+            return RayServiceOptions(
+                num_replicas=args.replicas, num_cpus=args.num_cpus, num_gpus=args.num_gpus
+            ).as_dict()
+        except ValueError as exc:
+            raise UsageError(str(exc)) from None
 
     def _service_definition(self, cell: str) -> tuple[str, bool]:
         """The name of the one class (or else the one function) the cell defines."""
@@ -300,6 +401,9 @@ class SageMagics(Magics):
         dispatcher = self.env._dispatcher
         name = factory.name
         workers = _plural(factory.concurrency, "worker")
+        replicas = (factory.backend_options or {}).get("num_replicas", 1)
+        if replicas > 1:
+            workers = f"{_plural(replicas, 'replica')}, {workers} each"
         ctx = dispatcher.contexts().get(name)
         running = ctx is not None and ctx.accepting
         queued = len(ctx.pending) if ctx is not None else 0

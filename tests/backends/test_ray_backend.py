@@ -108,6 +108,25 @@ def test_replicas_behind_one_name(ray_env: Any) -> None:
     assert ray_env.statistics().services[0].workers == 2
 
 
+def test_service_cell_options_reach_the_actors(shell: Any, capsys: Any) -> None:
+    def ok(code: str) -> Any:
+        res = shell.run_cell(code)
+        assert res.success, res.error_before_exec or res.error_in_exec
+        return res.result
+
+    ok("%sage_env --backend ray")
+    ok(
+        "%%sage_service who --replicas 2 --num-cpus 0 --max-queued 5000\n"
+        "def who():\n    import os\n    return os.getpid()\n"
+    )
+    assert "✓ service 'who' ready (2 replicas, 1 worker each)" in capsys.readouterr().out
+    env = shell.user_ns["sage_env"]
+    assert env.actors() == ["who#0", "who#1"]
+    assert env._dispatcher.factory("who").max_queued == 5000
+    pids = ok("{f.result(30) for f in [sage_env.call_service_async('who') for _ in range(400)]}")
+    assert len(pids) == 2
+
+
 def test_max_concurrency_runs_calls_at_once(ray_env: Any, rendezvous: Rendezvous) -> None:
     gate, entered = rendezvous.gate(), rendezvous.signal()
     ray_env.register_service("rec", Recorder, gate, entered, max_concurrency=3)

@@ -295,6 +295,57 @@ def test_concurrency_starts_that_many_named_workers(shell: Any) -> None:
     assert "--concurrency must be 1 or more, got 0" in message
 
 
+def test_options_set_backpressure_retries_and_restarts(shell: Any) -> None:
+    shell.user_ns["gate"] = gate = threading.Event()
+    shell.user_ns["started"] = started = threading.Event()
+    ok(
+        shell,
+        "%%sage_service slow --max-queued 1 --overflow fail --retries 2 --max-restarts 1\n"
+        "def slow(x):\n    started.set()\n    gate.wait(10)\n    return x\n",
+    )
+    factory = shell.user_ns["sage_env"]._dispatcher.factory("slow")
+    assert (factory.max_queued, factory.overflow, factory.max_restarts) == (1, "fail", 1)
+    assert factory.retry is not None and factory.retry.retries == 2
+    try:
+        ok(shell, "running = sage_env.call_service_async('slow', 1, timeout=20)")
+        assert started.wait(5)
+        ok(shell, "queued = sage_env.call_service_async('slow', 2, timeout=20)")
+        err = error(shell, "sage_env.call_service('slow', 3, timeout=5)")
+        assert type(err).__name__ == "ServiceOverloadedError"
+    finally:
+        gate.set()
+    assert ok(shell, "running.result(5), queued.result(5)") == (1, 2)
+
+
+def test_rerunning_with_other_options_applies_them(shell: Any) -> None:
+    cell = "def echo(x):\n    return x\n"
+    ok(shell, "%%sage_service echo --max-queued 2 --overflow fail\n" + cell)
+    ok(shell, "%%sage_service echo --max-queued none\n" + cell)
+    factory = shell.user_ns["sage_env"]._dispatcher.factory("echo")
+    assert (factory.max_queued, factory.overflow, factory.retry) == (None, "block", None)
+    ctx = shell.user_ns["sage_env"]._dispatcher.contexts()["echo"]
+    assert (ctx.max_queued, ctx.overflow) == (None, "block")
+    assert ok(shell, "%sage_call echo 7") == 7
+
+
+@pytest.mark.parametrize(
+    ("options", "expected"),
+    [
+        ("--max-queued 0", "takes a number >= 1 or none, got '0'"),
+        ("--max-queued lots", "takes a number >= 1 or none, got 'lots'"),
+        ("--overflow drop", "invalid choice: 'drop'"),
+        ("--retries -1", "--retries must be 0 or more, got -1"),
+        ("--max-restarts -2", "--max-restarts must be 0 or more, got -2"),
+        ("--replicas 2", "--replicas only apply to Ray actors"),
+        ("--num-cpus 1 --num-gpus 1", "--num-cpus, --num-gpus only apply to Ray actors"),
+    ],
+)
+def test_option_mistakes(shell: Any, options: str, expected: str) -> None:
+    message = usage_error(shell, f"%%sage_service echo {options}\ndef echo(x):\n    return x\n")
+    assert expected in message
+    assert shell.user_ns["sage_env"].services == []
+
+
 def test_rerunning_the_cell_swaps_in_place(profile: Any, closed: list[str], capsys: Any) -> None:
     capsys.readouterr()
     ok(
