@@ -201,6 +201,24 @@ class EnrichAsync(MapFunction):
         return self.call_service_async("profile", record, timeout=WAIT).result(WAIT)  # type: ignore[no-any-return]
 
 
+#: Bigger than the Ray backend's ``wire.LARGE``, so these travel beside the frame.
+BIG = 3 << 20
+
+
+def big(record: int) -> bytes:
+    return bytes([record % 256]) * BIG
+
+
+class BigEcho(MapFunction):
+    """Sends ``big(record)`` to ``echo`` sync and async; returns whether both came back whole."""
+
+    def execute(self, record: int) -> bool:
+        blob = big(record)
+        back = self.call_service("echo", blob, timeout=WAIT)
+        later = self.call_service_async("echo", blob, timeout=WAIT).result(WAIT)
+        return bool(back == blob and later == blob)
+
+
 class WhoAmI(MapFunction):
     """Tags a record with the instance (process and index) that saw it."""
 

@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 from backend_helpers import (
     WAIT,
+    BigEcho,
     Echo,
     Enrich,
     EnrichAsync,
@@ -24,6 +25,7 @@ from backend_helpers import (
     Rendezvous,
     Score,
     WhoAmI,
+    big,
 )
 
 from sage_nb import (
@@ -50,6 +52,22 @@ def test_sync_and_async_calls(backend_env: BaseEnvironment) -> None:
         return await env.call_service_async("echo", "awaited")
 
     assert asyncio.run(awaited()) == "awaited"
+
+
+@pytest.mark.parametrize("parallelism", [1, 2])
+def test_large_values_both_ways(backend_env: BaseEnvironment, parallelism: int) -> None:
+    """Values of megabytes, alone and in a batch with small ones, from the caller and from
+    operators (on Ray: actors calling the service actor directly)."""
+    env = backend_env
+    env.register_service("echo", Echo)
+    assert env.call_service("echo", big(1)) == big(1)
+    mixed = [b"small", big(2), 7, big(3)] * 3
+    futures = [env.call_service_async("echo", value) for value in mixed]
+    assert [f.result(WAIT) for f in futures] == mixed
+    out: list[bool] = []
+    env.from_batch(list(range(4))).map(BigEcho, parallelism=parallelism).sink(out.append)
+    assert env.submit().status == "finished"
+    assert out == [True] * 4
 
 
 def test_method_picks_another_method(backend_env: BaseEnvironment) -> None:

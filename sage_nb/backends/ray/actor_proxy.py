@@ -4,7 +4,7 @@ Functions of a parallel operator and services themselves run in actors; their ca
 to the service actors, found by name in the environment's namespace, without passing through
 the driver::
 
-    operator actor ──handle.remote(pack([request]))──▶ service actor "profile#0" (namespace of env)
+    operator actor ──handle.remote(frame)──▶ service actor "profile#0" (namespace of env)
         sync:  ray.get(ref, timeout)               async: ref._on_completed(future)
                                                    sage_nb/deadlines/<owner> fails it on time
 
@@ -36,7 +36,7 @@ from ...runtime.service.futures import AwaitableFuture
 from ...runtime.service.service_manager import RetryingFuture, error_from_response
 from .errors import translate_ray_error
 from .options import ActorConfig, actor_name
-from .wire import encode_call, pack, response_from_wire, unpack
+from .wire import encode_call, pack_batch, response_from_wire, unpack_reply
 
 __all__ = ["ActorProxy"]
 
@@ -176,8 +176,10 @@ class ActorProxy:
         forever = timeout == math.inf
         deadline = None if forever else time.time() + timeout
         try:
-            ref = handle.handle.remote(pack([(next(self._ids), deadline, payload)]))
-            _pid, _version, entries = unpack(ray.get(ref, timeout=None if forever else timeout))
+            ref = handle.handle.remote(*pack_batch([(next(self._ids), deadline, payload)]))
+            _pid, _version, entries = unpack_reply(
+                ray.get(ref, timeout=None if forever else timeout)
+            )
         except rex.GetTimeoutError:
             raise ServiceTimeoutError(name, method, timeout, started=True) from None
         except rex.RayError as exc:
@@ -240,7 +242,9 @@ class ActorProxy:
         future._tick = scheduler.add(future, time.monotonic() + timeout)
         future._scheduler = scheduler
         try:
-            ref = handle.handle.remote(pack([(next(self._ids), time.time() + timeout, payload)]))
+            ref = handle.handle.remote(
+                *pack_batch([(next(self._ids), time.time() + timeout, payload)])
+            )
         except Exception as exc:
             scheduler.discard(future, future._tick)
             raise translate_ray_error(exc, name, method) from exc
@@ -274,7 +278,7 @@ class _RayCallFuture(AwaitableFuture):
                 self._proxy._forget(name)
             self._settle(None, translate_ray_error(data, name, method))
             return
-        response = response_from_wire(unpack(data)[2][0], name, method, self.timeout)
+        response = response_from_wire(unpack_reply(data)[2][0], name, method, self.timeout)
         if response.success:
             self._settle(response.result, None)
         else:

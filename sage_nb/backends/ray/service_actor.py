@@ -30,13 +30,20 @@ from ...runtime.service.base_service_task import ServiceFactory, ServiceVersion
 from ...runtime.threads import make_thread
 from .actor_proxy import ActorProxy
 from .options import ActorConfig
-from .wire import ERROR, EXPIRED, encode_error, encode_result, loads, pack, unpack
+from .wire import (
+    ERROR,
+    EXPIRED,
+    Entry,
+    encode_error,
+    encode_result,
+    loads,
+    pack_reply,
+    unpack_batch,
+)
 
 __all__ = ["ServiceActor"]
 
 log = logging.getLogger(__name__)
-
-Entry = tuple[int, int, Any, float]
 
 
 class ServiceActor:
@@ -63,9 +70,9 @@ class ServiceActor:
         return self._pid, self._version.number
 
     # -- requests --------------------------------------------------------------------------
-    def handle(self, frame: bytes) -> bytes:
-        """Run a batch of requests in order; return the reply frame (see ``wire``)."""
-        batch: list[tuple[int, float | None, bytes]] = unpack(frame)
+    def handle(self, frame: bytes, *large: bytes) -> Any:
+        """Run a batch of requests in order; return the reply (see ``wire``)."""
+        batch = unpack_batch(frame, large)
         with self._cond:
             version = self._version
             self._busy[version.number] = self._busy.get(version.number, 0) + 1
@@ -94,7 +101,7 @@ class ServiceActor:
                 out.append(encode_result(rid, name, method, result, monotonic() - start))
             for i, future in waits:
                 out[i] = future.result()
-            return pack((self._pid, version.number, out))
+            return pack_reply(self._pid, version.number, out)
         finally:
             with self._cond:
                 self._busy[version.number] -= 1

@@ -46,7 +46,7 @@ from ...runtime.service.service_manager import _SyncWaiter
 from ...runtime.threads import make_thread
 from .errors import ServiceSerializationError, translate_ray_error
 from .options import RayServiceOptions, actor_name
-from .wire import encode_call, pack, response_from_wire, unpack, wall_deadline
+from .wire import encode_call, pack_batch, response_from_wire, unpack_reply, wall_deadline
 
 if TYPE_CHECKING:
     from ...runtime.proxy import ProxyManager
@@ -537,7 +537,7 @@ class RayServiceTask(BaseServiceTask):
         for request in requests:
             self._sent[request.request_id] = request
         try:
-            ref = replica.handle.handle.remote(pack(wire))
+            ref = replica.handle.handle.remote(*pack_batch(wire))
         except Exception as exc:
             self._fail_sent(requests, translate_ray_error(exc, self.name, "handle"))
             return None
@@ -555,7 +555,7 @@ class RayServiceTask(BaseServiceTask):
         if isinstance(data, BaseException):
             self.context.request_queue.put(_Completed(self, replica, requests, None, data))
             return
-        pid, version, entries = unpack(data)
+        pid, version, entries = unpack_reply(data)
         name = self.name
         responses = [
             response_from_wire(entry, name, request.method_name, request.timeout)

@@ -1,15 +1,18 @@
 """What crosses between a caller and a service actor, and how it is (de)serialized.
 
 One Ray call to a service actor carries a batch of requests and returns a batch of results,
-each as one ``bytes`` frame (``pack``/``unpack``)::
+each packed into one ``bytes`` frame::
 
-    request  pack([(request_id, deadline, payload), ...])   payload = pickle((method, args, kwargs))
-    returns  pack((pid, version, [(request_id, status, payload, execution_time), ...]))
+    arguments  pack_batch([(request_id, deadline, payload), ...])
+               payload = pickle((method, args, kwargs))
+    result     pack_reply(pid, version, [(request_id, status, payload, execution_time), ...])
 
 Frames hold only ints, floats, strings, bytes and None, so the C pickler writes them. Ray
 passes a ``bytes`` argument or result through untouched, which costs less per call than any
 container it would serialize itself (an ``int`` included): the frame is why a call through
-sage_nb is not slower than a raw actor call (``python -m bench.ray_figures``).
+sage_nb is not slower than a raw actor call (``python -m bench.ray_figures``). A payload over
+``LARGE`` bytes travels beside the frame instead (its place in the frame holds its index), so
+it is not copied into the frame and out again.
 
 ``deadline`` is a ``time.time()`` instant (``None``: no limit): a request that has not started
 by then is answered ``EXPIRED`` and never runs, as with threads. Each request's arguments and
@@ -42,10 +45,12 @@ __all__ = [
     "encode_error",
     "encode_result",
     "loads",
-    "pack",
+    "pack_batch",
+    "pack_reply",
     "response_from_wire",
     "type_name",
-    "unpack",
+    "unpack_batch",
+    "unpack_reply",
 ]
 
 OK, ERROR, EXPIRED = 0, 1, 2
@@ -67,9 +72,58 @@ def _dumps_plain(value: Any) -> bytes:
     return pickle.dumps(value, protocol=5)
 
 
-#: The frame of one Ray call (a batch of requests, or a reply): only ``_PLAIN`` values.
-pack = _dumps_plain
-unpack = pickle.loads
+#: Payloads longer than this travel beside the frame, as values of their own.
+LARGE = 1 << 20
+
+Batch = list[tuple[int, float | None, bytes]]
+Entry = tuple[int, int, Any, float]
+
+
+def _set_aside(items: list[Any], at: int) -> list[Any]:
+    """Replace each item's bytes at index ``at`` that is over ``LARGE`` by its number in the
+    returned list of such bytes (in place)."""
+    large: list[Any] = []
+    for i, item in enumerate(items):
+        value = item[at]
+        if type(value) is bytes and len(value) > LARGE:
+            items[i] = (*item[:at], len(large), *item[at + 1 :])
+            large.append(value)
+    return large
+
+
+def _put_back(items: list[Any], at: int, large: tuple[Any, ...] | list[Any]) -> list[Any]:
+    if not large:
+        return items
+    return [
+        (*item[:at], large[item[at]], *item[at + 1 :]) if type(item[at]) is int else item
+        for item in items
+    ]
+
+
+def pack_batch(batch: Batch) -> tuple[Any, ...]:
+    """The arguments of the Ray call that carries ``batch``: its frame, then its large
+    payloads."""
+    batch = list(batch)
+    large = _set_aside(batch, 2)
+    return (_dumps_plain(batch), *large)
+
+
+def unpack_batch(frame: bytes, large: tuple[Any, ...]) -> Batch:
+    return _put_back(pickle.loads(frame), 2, large)
+
+
+def pack_reply(pid: int, version: int, entries: list[Entry]) -> Any:
+    """The result of a Ray call: its frame, or a list of the frame and its large payloads."""
+    large = _set_aside(entries, 2)
+    frame = _dumps_plain((pid, version, entries))
+    return [frame, *large] if large else frame
+
+
+def unpack_reply(data: Any) -> tuple[int, int, list[Entry]]:
+    if type(data) is list:
+        pid, version, entries = pickle.loads(data[0])
+        return pid, version, _put_back(entries, 2, data[1:])
+    return pickle.loads(data)  # type: ignore[no-any-return]
 
 
 def loads(data: bytes) -> Any:
