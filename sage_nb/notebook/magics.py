@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import ast
 import inspect
+import math
 import os
 import re
 import shlex
@@ -202,7 +203,13 @@ class SageMagics(Magics):
         help="the method plain calls run (default: process); a function cell is also "
         "callable under this name",
     )
-    @argument("--concurrency", "-c", type=int, default=1, help="worker threads (default 1)")
+    @argument(
+        "--concurrency",
+        "-c",
+        type=int,
+        default=1,
+        help="worker threads; on Ray, calls each actor runs at once (default 1)",
+    )
     @argument(
         "--max-queued",
         type=_max_queued,
@@ -230,7 +237,7 @@ class SageMagics(Magics):
         type=int,
         default=3,
         metavar="N",
-        help="restarts of a crashed worker before the service is down (default 3)",
+        help="restarts of a crashed worker (on Ray: actor) before the service is down (default 3)",
     )
     @argument(
         "--replicas",
@@ -259,7 +266,9 @@ class SageMagics(Magics):
 
         Options set how it is served (see register_service): --concurrency, --max-queued,
         --overflow, --retries and --max-restarts; with the Ray backend also --replicas,
-        --num-cpus and --num-gpus. Re-running the cell with other options applies them.
+        --num-cpus and --num-gpus. Re-running the cell with other options applies them; on
+        Ray, a change to the actors (replicas, resources, concurrency, restarts) restarts the
+        service once the requests already queued are answered.
 
         Example::
 
@@ -352,14 +361,16 @@ class SageMagics(Magics):
                     f"services on threads (%sage_env --backend ray switches)"
                 )
             return None
+        if args.replicas < 1:
+            raise UsageError(f"--replicas must be 1 or more, got {args.replicas}")
+        for flag, value in (("--num-cpus", args.num_cpus), ("--num-gpus", args.num_gpus)):
+            if value is not None and not 0 <= value < math.inf:
+                raise UsageError(f"{flag} must be a number >= 0, got {value:g}")
         from ..backends.ray.options import RayServiceOptions
 
-        try:
-            return RayServiceOptions(
-                num_replicas=args.replicas, num_cpus=args.num_cpus, num_gpus=args.num_gpus
-            ).as_dict()
-        except ValueError as exc:
-            raise UsageError(str(exc)) from None
+        return RayServiceOptions(
+            num_replicas=args.replicas, num_cpus=args.num_cpus, num_gpus=args.num_gpus
+        ).as_dict()
 
     def _service_definition(self, cell: str) -> tuple[str, bool]:
         """The name of the one class (or else the one function) the cell defines."""
@@ -407,6 +418,7 @@ class SageMagics(Magics):
         ctx = dispatcher.contexts().get(name)
         running = ctx is not None and ctx.accepting
         queued = len(ctx.pending) if ctx is not None else 0
+        task = ctx.task if ctx is not None else None
         try:
             dispatcher.register(factory, replace=existing is not None)
         except Exception as exc:
@@ -426,7 +438,10 @@ class SageMagics(Magics):
                 dispatcher.register(existing, replace=True)
             error = exc.__cause__ or exc
             raise error.with_traceback(_user_frames(error.__traceback__)) from None
-        if running:
+        if running and ctx is not None and ctx.task is not task:
+            answered = f"; {_plural(queued, 'queued request')} answered first" if queued else ""
+            print(f"✓ service {name!r} restarted with its new options ({workers}){answered}")
+        elif running:
             version = ctx.task.statistics().version if ctx and ctx.task else "?"
             handed = f"; {_plural(queued, 'queued request')} handed over" if queued else ""
             print(f"✓ service {name!r} updated to version {version} ({workers}){handed}")

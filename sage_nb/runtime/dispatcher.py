@@ -99,12 +99,35 @@ class Dispatcher:
             ctx = self._contexts.get(factory.name)
             task = ctx.task if ctx is not None else None
             if ctx is not None and ctx.accepting and task is not None:
+                if not task.swaps_in_place(factory):
+                    self._restart(task, factory)
+                    return
                 task.swap(factory)
                 ctx.configure(
                     max_queued=factory.max_queued, overflow=factory.overflow, retry=factory.retry
                 )
             self._factories[factory.name] = factory
             self._start_failures.pop(factory.name, None)
+
+    def _restart(self, task: BaseServiceTask, factory: ServiceFactory) -> None:
+        """Replace a running service whose new registration changes how it runs (a Ray
+        service's replicas or resources): stop it, answering what is queued, then start the
+        new one. If that fails to start, the old registration is started again and the error
+        raised. Callers arriving meanwhile wait for the new service (they need ``_lock``)."""
+        name = factory.name
+        old = self._factories[name]
+        task.stop(self.sync_timeout, drain=True)
+        self._factories[name] = factory
+        self._start_failures.pop(name, None)
+        try:
+            self.ensure_service(name)
+        except BaseException:
+            self._factories[name] = old
+            try:
+                self.ensure_service(name)
+            except Exception as exc:
+                log.warning("service %r: the previous version did not start again: %s", name, exc)
+            raise
 
     def unregister(self, name: str, timeout: float | None = 5.0) -> None:
         with self._lock:

@@ -125,6 +125,54 @@ def test_service_cell_options_reach_the_actors(shell: Any, capsys: Any) -> None:
     assert env._dispatcher.factory("who").max_queued == 5000
     pids = ok("{f.result(30) for f in [sage_env.call_service_async('who') for _ in range(400)]}")
     assert len(pids) == 2
+    # The same options again: the new version swaps into the running actors.
+    ok(
+        "%%sage_service who --replicas 2 --num-cpus 0 --max-queued 5000\n"
+        "def who():\n    import os\n    return os.getpid()\n"
+    )
+    assert "updated to version 2 (2 replicas, 1 worker each)" in capsys.readouterr().out
+    assert env.actors() == ["who#0", "who#1"]
+    # Fewer replicas: the service restarts once the calls already queued are answered.
+    ok("queued = [sage_env.call_service_async('who') for _ in range(200)]")
+    ok("%%sage_service who\ndef who():\n    return 'v3'\n")
+    assert "✓ service 'who' restarted with its new options (1 worker)" in capsys.readouterr().out
+    answers = ok("[f.result(30) for f in queued]")
+    assert len(answers) == 200 and set(answers) <= pids
+    assert env.actors() == ["who#0"]
+    assert ok("%sage_call who") == "v3"
+
+
+def test_a_restart_whose_new_version_fails_keeps_the_old_one(shell: Any) -> None:
+    def run(code: str) -> Any:
+        return shell.run_cell(code)
+
+    assert run("%sage_env --backend ray").success
+    assert run("%%sage_service svc\ndef svc():\n    return 'old'\n").success
+    broken = (
+        "%%sage_service svc --replicas 2\nclass Svc:\n"
+        "    def setup(self):\n        raise OSError('model file missing')\n"
+        "    def process(self):\n        return 'new'\n"
+    )
+    res = run(broken)
+    assert not res.success and "model file missing" in str(res.error_in_exec)
+    assert run("%sage_call svc").result == "old"
+    assert shell.user_ns["sage_env"].actors() == ["svc#0"]
+
+
+@pytest.mark.parametrize(
+    ("options", "expected"),
+    [
+        ("--replicas 0", "--replicas must be 1 or more, got 0"),
+        ("--num-cpus -1", "--num-cpus must be a number >= 0, got -1"),
+        ("--num-gpus inf", "--num-gpus must be a number >= 0, got inf"),
+    ],
+)
+def test_ray_option_mistakes(shell: Any, options: str, expected: str) -> None:
+    assert shell.run_cell("%sage_env --backend ray").success
+    res = shell.run_cell(f"%%sage_service echo {options}\ndef echo(x):\n    return x\n")
+    assert type(res.error_in_exec).__name__ == "UsageError"
+    assert expected in str(res.error_in_exec)
+    assert shell.user_ns["sage_env"].services == []
 
 
 def test_max_concurrency_runs_calls_at_once(ray_env: Any, rendezvous: Rendezvous) -> None:

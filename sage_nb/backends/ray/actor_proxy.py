@@ -278,7 +278,11 @@ class _RayCallFuture(AwaitableFuture):
                 self._proxy._forget(name)
             self._settle(None, translate_ray_error(data, name, method))
             return
-        response = response_from_wire(unpack_reply(data)[2][0], name, method, self.timeout)
+        try:
+            response = response_from_wire(unpack_reply(data)[2][0], name, method, self.timeout)
+        except Exception as exc:  # an unreadable reply fails the call: it never hangs
+            self._settle(None, exc)
+            return
         if response.success:
             self._settle(response.result, None)
         else:

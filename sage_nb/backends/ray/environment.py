@@ -136,7 +136,9 @@ class RemoteEnvironment(BaseEnvironment):
         to ``max_restarts`` times. Calls it was running fail with ``ServiceUnavailableError``,
         which the service's ``retries`` policy retries; ``max_task_retries`` makes Ray retry
         them itself (-1: as often as needed). Retried calls may run twice: use either for
-        idempotent methods only.
+        idempotent methods only. ``replace=True`` swaps a new version into the running actors;
+        if it changes how they run (replicas, resources, concurrency, restarts), the service
+        restarts instead, once the calls already queued are answered.
         """
         options = RayServiceOptions(
             num_replicas=num_replicas,

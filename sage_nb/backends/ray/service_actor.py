@@ -7,7 +7,7 @@
                                                     │ per request: deadline passed? → EXPIRED
                                                     │ method = version.methods[...]; run it
                                                     │ async def → sage_nb/service-loop/<name>
-                                                    └─▶ [(request_id, status, payload, time)]
+                                                    └─▶ pack_reply(pid, version, entries)
 
 The service is built in the actor (its ``setup()`` runs there) with an ``ActorProxy``, so it
 can call other services. A swap builds the new version first; requests already running finish

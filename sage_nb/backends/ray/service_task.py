@@ -5,7 +5,7 @@
     callers ──ServiceContext.submit──▶ request_queue ──▶ sage_nb/service/<name>  (forwarder)
                                                           │ backlog (still withdrawable)
                                                           │ claim, pickle, batch per free slot
-                                                          └─ replica.handle.remote(batch) ─▶ actor
+                                                          └─ replica.handle.remote(frame) ─▶ actor
     Ray's callback thread ◀── ObjectRef completes ───────────────────────────────────────────┘
        │ sync waiters: delivered at once
        └─ _Completed ──▶ request_queue ──▶ forwarder: frees the slot, delivers the rest,
@@ -352,20 +352,26 @@ class RayServiceTask(BaseServiceTask):
             if type(item) is ServiceRequest and claim(item.request_id, None) is not None:
                 self._deliver_error(item, exc)
 
+    def swaps_in_place(self, factory: ServiceFactory) -> bool:
+        """The running actors can take ``factory``'s version unless it changes how they run:
+        replicas, resources, calls at once or restarts (then the service restarts)."""
+        options = RayServiceOptions.from_factory(factory.backend_options)
+        return (
+            options == self.options
+            and (options.max_concurrency or factory.concurrency) == self.concurrency
+            and factory.max_restarts == self.factory.max_restarts
+        )
+
     def swap(self, factory: ServiceFactory, timeout: float | None = None) -> None:
         """Build ``factory``'s version in every replica, then serve it (see
-        ``ServiceActor.swap``); if building fails, the old version keeps serving."""
+        ``ServiceActor.swap``); if building fails, the old version keeps serving. The
+        actors keep their options (``swaps_in_place``)."""
         ray = self._ray
         with self._lock:
             if self._state != "running":
                 from ...errors import ServiceUnavailableError
 
                 raise ServiceUnavailableError(f"service {self.name!r} is {self._state}")
-        if RayServiceOptions.from_factory(factory.backend_options) != self.options:
-            log.warning(
-                "service %r: new Ray options apply when the service restarts (env.stop())",
-                self.name,
-            )
         number = self._number + 1
         wait = self._ray_backend.start_timeout if timeout is None else timeout
         live = [r for r in self._replicas if not r.dead]
@@ -552,10 +558,14 @@ class RayServiceTask(BaseServiceTask):
         """Ray's callback thread: decode, count, deliver to waiters that run no user code, and
         hand the rest to the forwarder. Counting comes first, so a caller that wakes up sees
         its call in ``statistics()``."""
+        if not isinstance(data, BaseException):
+            try:
+                pid, version, entries = unpack_reply(data)
+            except Exception as exc:  # an unreadable reply fails its calls: they never hang
+                data = exc
         if isinstance(data, BaseException):
             self.context.request_queue.put(_Completed(self, replica, requests, None, data))
             return
-        pid, version, entries = unpack_reply(data)
         name = self.name
         responses = [
             response_from_wire(entry, name, request.method_name, request.timeout)

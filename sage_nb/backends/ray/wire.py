@@ -10,9 +10,9 @@ each packed into one ``bytes`` frame::
 Frames hold only ints, floats, strings, bytes and None, so the C pickler writes them. Ray
 passes a ``bytes`` argument or result through untouched, which costs less per call than any
 container it would serialize itself (an ``int`` included): the frame is why a call through
-sage_nb is not slower than a raw actor call (``python -m bench.ray_figures``). A payload over
-``LARGE`` bytes travels beside the frame instead (its place in the frame holds its index), so
-it is not copied into the frame and out again.
+sage_nb is not slower than a raw actor call (``python -m bench.ray_figures``). The pickled
+arguments or result of a call over ``LARGE`` bytes travel beside the frame instead (their
+place in the frame holds their index), so they are not copied into the frame and out again.
 
 ``deadline`` is a ``time.time()`` instant (``None``: no limit): a request that has not started
 by then is answered ``EXPIRED`` and never runs, as with threads. Each request's arguments and
@@ -114,6 +114,7 @@ def unpack_batch(frame: bytes, large: tuple[Any, ...]) -> Batch:
 
 def pack_reply(pid: int, version: int, entries: list[Entry]) -> Any:
     """The result of a Ray call: its frame, or a list of the frame and its large payloads."""
+    entries = list(entries)
     large = _set_aside(entries, 2)
     frame = _dumps_plain((pid, version, entries))
     return [frame, *large] if large else frame

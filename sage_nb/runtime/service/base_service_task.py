@@ -284,6 +284,11 @@ class BaseServiceTask:
     def swap(self, factory: ServiceFactory, timeout: float | None = None) -> None:
         raise NotImplementedError
 
+    def swaps_in_place(self, factory: ServiceFactory) -> bool:
+        """Whether ``swap(factory)`` can apply all of ``factory``; if not, the dispatcher
+        restarts the service instead (queued requests are answered first)."""
+        return True
+
     def statistics(self) -> ServiceStatistics:
         raise NotImplementedError
 
