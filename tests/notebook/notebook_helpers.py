@@ -4,12 +4,17 @@ started with jupyter_client.
 ``KernelSession.execute`` sends a cell and collects its iopub messages until the kernel goes
 idle; messages that belong to other cells (output of a background job) are kept per cell, and
 ``wait_for_output`` waits (bounded) for them. Nothing here sleeps: every wait is on a kernel
-message, with a deadline.
+message, with a deadline. A wait that fails reports why: the kernel died, or the stacks of
+its threads (dumped by faulthandler on SIGUSR1).
 """
 
 from __future__ import annotations
 
+import contextlib
+import os
 import queue
+import signal
+import tempfile
 import threading
 import time
 from collections import defaultdict
@@ -84,6 +89,20 @@ class KernelSession:
         self.by_parent: dict[str, list[dict[str, Any]]] = defaultdict(list)
         #: shell replies read while waiting for another one.
         self.replies: dict[str, dict[str, Any]] = {}
+        # A kernel that stops answering dumps its threads' stacks here on SIGUSR1 (see
+        # _diagnose), so a failed wait says where the kernel was stuck.
+        fd, self._stacks = tempfile.mkstemp(prefix="sage_nb-kernel-", suffix=".txt")
+        os.close(fd)
+        self.reply(
+            self.kc.execute(
+                "def _sage_nb_test_dump():\n"
+                "    import faulthandler, signal\n"
+                f"    faulthandler.register(signal.SIGUSR1, open({self._stacks!r}, 'w'), True)\n"
+                "_sage_nb_test_dump()\ndel _sage_nb_test_dump",
+                silent=True,
+                store_history=False,
+            )
+        )
 
     # -- reading iopub -------------------------------------------------------------------------
     def _next_iopub(self, deadline: float) -> dict[str, Any]:
@@ -136,7 +155,9 @@ class KernelSession:
         while msg_id not in self.replies:
             left = deadline - time.monotonic()
             if left <= 0:
-                raise TimeoutError(f"no execute_reply for {msg_id} in {timeout} s")
+                raise TimeoutError(
+                    f"no execute_reply for {msg_id} in {timeout} s; {self._diagnose()}"
+                )
             try:
                 msg: dict[str, Any] = self.kc.get_shell_msg(timeout=left)
             except queue.Empty:
@@ -168,9 +189,31 @@ class KernelSession:
         assert cell.result is not None, f"{expression!r} gave no result"
         return ast.literal_eval(cell.result)
 
+    def _diagnose(self) -> str:
+        """Why the kernel did not answer: dead, or alive with these thread stacks."""
+        if not self.km.is_alive():
+            process = getattr(self.km.provisioner, "process", None)
+            code = process.poll() if process is not None else None
+            return f"the kernel process is gone (exit code {code})"
+        process = getattr(self.km.provisioner, "process", None)
+        if process is None:
+            return "the kernel is alive (no process to ask for its stacks)"
+        os.kill(process.pid, signal.SIGUSR1)
+        # The failure path only: give faulthandler (it writes from its signal handler) a
+        # bounded moment to write every thread.
+        pause = threading.Event()
+        deadline = time.monotonic() + 2.0
+        while not os.path.getsize(self._stacks) and time.monotonic() < deadline:
+            pause.wait(0.05)
+        pause.wait(0.2)
+        with open(self._stacks) as f:
+            return "the kernel is alive; its threads:\n" + f.read()
+
     def shutdown(self) -> None:
         self.kc.stop_channels()
         self.km.shutdown_kernel(now=True)
+        with contextlib.suppress(OSError):
+            os.unlink(self._stacks)
 
 
 def _is_idle(msgs: list[dict[str, Any]]) -> bool:
