@@ -181,14 +181,11 @@ class RayServiceTask(BaseServiceTask):
         # Held by the forwarder while it works and by a caller sending directly (``_direct``):
         # whoever holds it owns the replicas' in_flight counts, the backlog and the counters.
         self._send_lock = threading.Lock()
-        self._state = "created"
         self._replicas: list[_Replica] = []
         self._backlog: deque[ServiceRequest] = deque()
         self._sent: dict[int, ServiceRequest] = {}
         self._thread: threading.Thread | None = None
         self._number = 0
-        self._refusing = False
-        self._down_reason = ""
         # Counters: the *_late ones and done are written by Ray's callback thread (answers),
         # the others by the forwarder (calls that failed before or instead of an answer).
         self.done = 0
@@ -672,15 +669,8 @@ class RayServiceTask(BaseServiceTask):
             )
 
     def _go_down(self, reason: str) -> None:
-        with self._lock:
-            if self._state != "running":
-                return
-            self._state = "down"
-            self._down_reason = reason
-        self.context.accepting = False
-        self._refusing = True
-        if self.context.waiting:
-            self.context.notify_room(everyone=True)
+        if not self._enter_down(self._lock, reason):
+            return
         self._fail_waiting(self.context.unavailable(f"it is down ({reason})"), queue=False)
         log.error("service %r is down: %s", self.name, reason)
 

@@ -236,6 +236,28 @@ class BaseServiceTask:
         self.proxy = proxy
         self.name = context.name
         self._versions = 0
+        #: "created", "running", "stopping", "stopped" or "down"; subclasses change it under
+        #: their own lock.
+        self._state = "created"
+        #: Set when requests must be answered as unavailable instead of run.
+        self._refusing = False
+        self._down_reason = ""
+
+    def _enter_down(self, lock: Any, reason: str) -> bool:
+        """Mark a running service down for ``reason`` (``_state`` changes under ``lock``): it
+        takes no more calls and callers waiting for queue room wake up to fail. False if it
+        was not running; the subclass then fails what it holds."""
+        with lock:
+            if self._state != "running":
+                return False
+            self._state = "down"
+            self._down_reason = reason
+        ctx = self.context
+        ctx.accepting = False
+        self._refusing = True
+        if ctx.waiting:
+            ctx.notify_room(everyone=True)
+        return True
 
     def build_version(self, factory: ServiceFactory) -> ServiceVersion:
         """Instantiate and set up ``factory``'s service; exceptions propagate to the caller."""

@@ -104,14 +104,10 @@ class LocalServiceTask(BaseServiceTask):
         self._cond = threading.Condition()
         self._version: ServiceVersion | None = None
         self._workers: list[_Worker] = []
-        self._state = "created"
-        #: Set when workers must answer requests as unavailable instead of running them.
-        self._refusing = False
         self._loop: _LoopRunner | None = None
         #: Set by stop(): interrupts a crashed worker's restart backoff.
         self._stopped = threading.Event()
         self.restarts = 0
-        self._down_reason = ""
 
     # -- lifecycle -------------------------------------------------------------------------
     def start(self) -> None:
@@ -248,15 +244,8 @@ class LocalServiceTask(BaseServiceTask):
 
     def _go_down(self, reason: str) -> None:
         """Stop serving after repeated crashes: fail what is queued with the reason."""
-        with self._cond:
-            if self._state != "running":
-                return
-            self._state = "down"
-            self._down_reason = reason
-        self.context.accepting = False
-        self._refusing = True
-        if self.context.waiting:
-            self.context.notify_room(everyone=True)
+        if not self._enter_down(self._cond, reason):
+            return
         self._fail_queued(f"it is down ({reason})")
         for _ in self._alive_workers():
             self.context.request_queue.put(_Stop(self))
