@@ -36,6 +36,21 @@ def test_completed_async_calls_leave_no_bucket_until_their_deadline(
     assert scheduler._buckets == {}
 
 
+def test_one_call_at_a_time_does_not_grow_the_tick_heap() -> None:
+    # Regression: each bucket re-made after a completion emptied it pushed its tick again,
+    # so sequential calls with one deadline left one heap entry per call until it was due.
+    scheduler = DeadlineScheduler("sequential")
+    due = time.monotonic() + 30
+    try:
+        for _ in range(5000):
+            item = _Item()
+            scheduler.discard(item, scheduler.add(item, due))
+        assert scheduler._buckets == {}
+        assert len(scheduler._ticks) == 1
+    finally:
+        scheduler.close()
+
+
 def test_items_added_while_others_are_discarded_still_expire() -> None:
     # add() and discard() race on the same buckets from several threads; every item that was
     # not discarded must still expire (none lost in a dropped bucket).

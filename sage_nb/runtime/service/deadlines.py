@@ -52,13 +52,15 @@ class DeadlineScheduler:
         self._linger = linger
         # Invariants: _buckets and _ticks change only under _cond, except that add() may put an
         # item into a bucket it found without the lock and then checks the bucket is still
-        # registered (see discard); every key of _buckets is in _ticks (a tick whose bucket was
-        # dropped may stay there, or appear twice, until it is due); _thread is the running
+        # registered (see discard); _queued is the set of ticks in _ticks, each there once, and
+        # holds every key of _buckets (a tick whose bucket was dropped stays until it is due,
+        # so a bucket made again for it is not pushed twice); _thread is the running
         # thread or None (it exits after ``linger`` seconds with nothing registered and is
         # started again by the next add); _closed never goes back.
         self._cond = threading.Condition(threading.Lock())
         self._buckets: dict[int, set[Expirable]] = {}
         self._ticks: list[int] = []
+        self._queued: set[int] = set()
         self._closed = False
         self._thread: threading.Thread | None = None
 
@@ -79,9 +81,11 @@ class DeadlineScheduler:
             bucket = self._buckets.get(tick)
             if bucket is None:
                 bucket = self._buckets[tick] = set()
-                heapq.heappush(self._ticks, tick)
-                if self._ticks[0] == tick:
-                    self._cond.notify()
+                if tick not in self._queued:
+                    self._queued.add(tick)
+                    heapq.heappush(self._ticks, tick)
+                    if self._ticks[0] == tick:
+                        self._cond.notify()
             bucket.add(item)
             if self._thread is None:
                 self._thread = make_thread(f"sage_nb/deadlines/{self.name}", self._run)
@@ -119,6 +123,7 @@ class DeadlineScheduler:
             left = [item for bucket in self._buckets.values() for item in bucket]
             self._buckets.clear()
             self._ticks.clear()
+            self._queued.clear()
             self._cond.notify()
             thread = self._thread
         for item in left:
@@ -141,6 +146,7 @@ class DeadlineScheduler:
                     cond.wait(due)
                     continue
                 tick = heapq.heappop(self._ticks)
+                self._queued.discard(tick)
                 expired = list(self._buckets.pop(tick, ()))
                 if not expired:
                     continue
