@@ -156,7 +156,7 @@ class BaseEnvironment:
             overflow=overflow,
             retries=retries,
             max_restarts=max_restarts,
-            backend_options={},
+            backend_options=None,
         )
 
     def _register_service(
@@ -172,7 +172,7 @@ class BaseEnvironment:
         overflow: str,
         retries: RetryPolicy | int | None,
         max_restarts: int,
-        backend_options: dict[str, Any],
+        backend_options: dict[str, Any] | None,
     ) -> Any:
         """``register_service`` of every backend: checks, the decorator form, the factory."""
         if not isinstance(name, str) or not name.isidentifier():

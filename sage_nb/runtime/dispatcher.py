@@ -118,7 +118,6 @@ class Dispatcher:
         old = self._factories[name]
         task.stop(self.sync_timeout, drain=True)
         self._factories[name] = factory
-        self._start_failures.pop(name, None)
         try:
             self.ensure_service(name)
         except BaseException:
@@ -170,7 +169,7 @@ class Dispatcher:
                 max_queued=factory.max_queued, overflow=factory.overflow, retry=factory.retry
             )
             old = ctx.task
-            if old is not None and getattr(old, "state", None) == "down":
+            if old is not None and old.state == "down":
                 # Its workers were told to exit when it went down; stopping it runs the
                 # close() of the version they ran, which no restart replaced.
                 old.stop(timeout=1.0, drain=False)

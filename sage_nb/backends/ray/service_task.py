@@ -714,10 +714,6 @@ class RayServiceTask(BaseServiceTask):
 
     # -- observation -----------------------------------------------------------------------
     @property
-    def state(self) -> str:
-        return self._state
-
-    @property
     def version(self) -> Any:
         """The current version number, and the registered target (for health checks)."""
         return SimpleNamespace(number=self._number, instance=self.factory.target)

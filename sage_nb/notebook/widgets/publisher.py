@@ -133,11 +133,6 @@ class Publisher:
         with self._lock:
             return list(self._views)
 
-    @property
-    def thread(self) -> threading.Thread | None:
-        """The publisher thread, once a view was added (it may have ended since)."""
-        return self._thread
-
     def stop(self, timeout: float | None = 2.0) -> None:
         """Close every view (each leaves its static snapshot) and end the thread."""
         with self._lock:

@@ -243,6 +243,10 @@ class BaseServiceTask:
         self._refusing = False
         self._down_reason = ""
 
+    @property
+    def state(self) -> str:
+        return self._state
+
     def _enter_down(self, lock: Any, reason: str) -> bool:
         """Mark a running service down for ``reason`` (``_state`` changes under ``lock``): it
         takes no more calls and callers waiting for queue room wake up to fail. False if it

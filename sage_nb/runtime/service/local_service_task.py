@@ -407,10 +407,6 @@ class LocalServiceTask(BaseServiceTask):
 
     # -- observation -----------------------------------------------------------------------
     @property
-    def state(self) -> str:
-        return self._state
-
-    @property
     def version(self) -> ServiceVersion | None:
         return self._version
 
