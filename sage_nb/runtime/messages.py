@@ -11,13 +11,21 @@ import contextvars
 import traceback
 from typing import Any, Protocol
 
-__all__ = ["RemoteError", "ResponseTarget", "ServiceRequest", "ServiceResponse"]
+__all__ = ["RemoteError", "ResponseTarget", "ServiceRequest", "ServiceResponse", "qualified_name"]
 
 
 class ResponseTarget(Protocol):
     """Whatever waits for a response: ``deliver`` is called once, from the service's thread."""
 
     def deliver(self, response: ServiceResponse) -> None: ...
+
+
+def qualified_name(kind: type) -> str:
+    """How sage_nb names a type in messages: ``ValueError``, ``Model`` (defined in a notebook),
+    ``mypkg.errors.Retry``."""
+    if kind.__module__ in ("builtins", "__main__"):
+        return kind.__qualname__
+    return f"{kind.__module__}.{kind.__qualname__}"
 
 
 class RemoteError:
@@ -44,11 +52,8 @@ class RemoteError:
     @classmethod
     def from_exception(cls, exc: BaseException, *, keep: bool = True) -> RemoteError:
         kind = type(exc)
-        name = kind.__qualname__
-        if kind.__module__ not in ("builtins", "__main__"):
-            name = f"{kind.__module__}.{name}"
         text = "".join(traceback.format_exception(kind, exc, exc.__traceback__))
-        return cls(name, str(exc), text, exc if keep else None)
+        return cls(qualified_name(kind), str(exc), text, exc if keep else None)
 
     def __reduce__(self) -> tuple[Any, ...]:
         # The live exception (and its frames) stays in the process that raised it.

@@ -200,10 +200,12 @@ class RayBackend:
             return len(left)
         try:  # also whatever a crashed start left behind under our names
             named = self.ray.util.list_named_actors(all_namespaces=True)
-        except Exception:
+        except Exception as exc:
+            log.warning("could not list %s's actors to kill leftovers: %s", self.namespace, exc)
             named = []
+        killed = {name for name, _ in left}
         for entry in named:
-            if entry.get("namespace") == self.namespace:
+            if entry.get("namespace") == self.namespace and entry["name"] not in killed:
                 try:
                     self.ray.kill(
                         self.ray.get_actor(entry["name"], namespace=self.namespace),

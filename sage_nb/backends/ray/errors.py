@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from ...errors import SageError, ServiceCallError, ServiceUnavailableError
+from ...runtime.messages import qualified_name
 
 __all__ = [
     "INSTALL_HINT",
@@ -92,7 +93,7 @@ def translate_ray_error(exc: BaseException, service: str, method: str) -> BaseEx
         return ServiceCallError(
             service,
             method,
-            f"{type(cause).__module__}.{type(cause).__qualname__}",
+            qualified_name(type(cause)),
             str(cause),
             str(exc),
         )

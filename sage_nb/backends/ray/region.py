@@ -10,12 +10,8 @@ would send every record of ``from_batch(data)`` to every actor. The copy keeps w
 from __future__ import annotations
 
 import copy
-from typing import TYPE_CHECKING
 
 from ...runtime.graph import DataEdge, NodeCounters, OperatorNode, Region
-
-if TYPE_CHECKING:
-    pass
 
 __all__ = ["detach_region"]
 

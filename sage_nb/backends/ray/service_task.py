@@ -642,7 +642,8 @@ class RayServiceTask(BaseServiceTask):
         replica.checking = True
         try:
             ref = replica.handle.ready.remote()
-        except Exception:
+        except Exception as exc:
+            log.debug("service %r: %s does not answer: %s", self.name, replica.name, exc)
             self._checked(_Checked(self, replica, False, 0))
             return
 

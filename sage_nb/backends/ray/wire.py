@@ -33,7 +33,7 @@ import time
 from typing import Any
 
 from ...errors import ServiceNotFoundError, ServiceTimeoutError
-from ...runtime.messages import RemoteError, ServiceResponse
+from ...runtime.messages import RemoteError, ServiceResponse, qualified_name
 from .errors import ServiceSerializationError
 
 __all__ = [
@@ -132,10 +132,7 @@ def loads(data: bytes) -> Any:
 
 
 def type_name(value: Any) -> str:
-    kind = type(value)
-    if kind.__module__ in ("builtins", "__main__"):
-        return kind.__qualname__
-    return f"{kind.__module__}.{kind.__qualname__}"
+    return qualified_name(type(value))
 
 
 def encode_call(service: str, method: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> bytes:
