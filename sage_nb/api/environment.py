@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from ..runtime.dispatcher import Dispatcher, ServiceTaskFactory
+from ..runtime.interrupts import Interrupts
 from ..runtime.job_manager import Job, JobManager, JobStatistics, OperatorTaskFactory
 from ..runtime.metrics import ActivitySignal
 from ..runtime.proxy import DEFAULT_ASYNC_TIMEOUT, DEFAULT_SYNC_TIMEOUT, ProxyManager
@@ -305,24 +306,30 @@ class BaseEnvironment:
         With ``autostop=False`` return the running ``Job`` at once; a finite job still
         finishes by itself when drained.
 
-        Ctrl-C (``KeyboardInterrupt``) while waiting stops the job, then re-raises.
+        Ctrl-C (``KeyboardInterrupt``) while waiting stops the job, then re-raises; one that
+        arrives while the job starts is held until it exists, then does the same.
         """
-        try:
-            job = self.start_job()
-        except BaseException:
-            if autostop and not self.keep_services:
-                self._dispatcher.stop_services()  # some may have started before the failure
-            raise
-        if not autostop:
-            return job
-        try:
-            job.wait()
-        except BaseException:  # KeyboardInterrupt: stop cleanly, then let it propagate
-            job.stop(timeout=2.0)
-            raise
-        finally:
-            if job.done and not self.keep_services:
-                self._dispatcher.stop_services()
+        with Interrupts() as interrupts:
+            try:
+                with interrupts.held():  # a job half started could not be stopped
+                    job = self.start_job()
+            except BaseException:
+                if autostop and not self.keep_services:
+                    self._dispatcher.stop_services()  # some may have started before the failure
+                raise
+            try:
+                interrupts.check()
+                if not autostop:
+                    return job
+                # Short waits: an interrupt is seen even if Python dropped its exception.
+                while not job.wait(0.1):
+                    interrupts.check()
+            except BaseException:  # KeyboardInterrupt: stop cleanly, then let it propagate
+                job.stop(timeout=2.0)
+                raise
+            finally:
+                if job.done and autostop and not self.keep_services:
+                    self._dispatcher.stop_services()
         job.raise_for_error()
         return job
 

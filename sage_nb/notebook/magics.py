@@ -14,9 +14,7 @@ import math
 import os
 import re
 import shlex
-import signal
 import sys
-import threading
 import types
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
@@ -27,6 +25,7 @@ from IPython.core.magic_arguments import argument, magic_arguments, parse_argstr
 
 from .. import __version__
 from ..errors import ServiceCallError, ServiceNotFoundError, ServiceUnavailableError
+from ..runtime.interrupts import Interrupts
 from ..runtime.retry import RetryPolicy
 from ..runtime.service.base_service_task import ServiceFactory
 from .display import StatusReport, job_summary, progress_view
@@ -72,33 +71,6 @@ class JobInterrupted(KeyboardInterrupt):
 
     def _render_traceback_(self) -> list[str]:
         return [f"\x1b[0;31mKeyboardInterrupt\x1b[0m: {self}"]
-
-
-class _DeferInterrupt:
-    """Hold back SIGINT in the main thread until the block ends, then raise it there.
-
-    Anywhere else (another thread, a SIGINT handler that is not Python's), it does nothing.
-    """
-
-    def __init__(self) -> None:
-        self._pending = False
-        self._previous: Any = None
-
-    def _record(self, signum: int, frame: Any) -> None:
-        self._pending = True
-
-    def __enter__(self) -> _DeferInterrupt:
-        if threading.current_thread() is threading.main_thread():
-            previous = signal.getsignal(signal.SIGINT)
-            if callable(previous):
-                self._previous = signal.signal(signal.SIGINT, self._record)
-        return self
-
-    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
-        if self._previous is not None:
-            signal.signal(signal.SIGINT, self._previous)
-        if self._pending and exc_type is None:
-            raise KeyboardInterrupt
 
 
 def _usage(magic: Callable[..., Any]) -> str:
@@ -553,28 +525,30 @@ class SageMagics(Magics):
         calls_before = _service_calls(env)
         job: Job | None = None
         progress: _Progress | None = None
-        try:
-            # Starting a job starts one thread per task and waits for each; an interrupt in
-            # the middle would leave the started tasks running and no Job to stop. So an
-            # interrupt during the start is held back and raised once the job exists.
-            with _DeferInterrupt():
-                try:
-                    job = env.start_job()
-                except (ValueError, TypeError, RuntimeError) as exc:
-                    raise UsageError(str(exc)) from None
-            self._submitted = list(env.pipeline)
-            if args.background:
-                return job
-            if not args.no_progress:
-                progress = _Progress(job)
-            self._wait(job, args.timeout, progress)
-        except KeyboardInterrupt:
-            if job is None:
-                raise
-            raise self._interrupted(job) from None  # stops the job before progress closes
-        finally:
-            if progress is not None:
-                progress.close()
+        with Interrupts() as interrupts:
+            try:
+                # Starting a job starts one thread per task and waits for each; an interrupt
+                # in the middle would leave the started tasks running and no Job to stop. So
+                # an interrupt during the start is held back and raised once the job exists.
+                with interrupts.held():
+                    try:
+                        job = env.start_job()
+                    except (ValueError, TypeError, RuntimeError) as exc:
+                        raise UsageError(str(exc)) from None
+                interrupts.check()
+                self._submitted = list(env.pipeline)
+                if args.background:
+                    return job
+                if not args.no_progress:
+                    progress = _Progress(job)
+                self._wait(job, args.timeout, progress, interrupts)
+            except KeyboardInterrupt:
+                if job is None:
+                    raise
+                raise self._interrupted(job) from None  # stops the job before progress closes
+            finally:
+                if progress is not None:
+                    progress.close()
         if job.status == "failed":
             job.raise_for_error()
         print(job_summary(job, _calls_since(env, calls_before), timeout=args.timeout))
@@ -591,10 +565,13 @@ class SageMagics(Magics):
             return new
         return pipeline  # the new operators extend the old pipeline: run all of it
 
-    def _wait(self, job: Job, timeout: float | None, progress: _Progress | None) -> None:
+    def _wait(
+        self, job: Job, timeout: float | None, progress: _Progress | None, interrupts: Interrupts
+    ) -> None:
         """Wait in the cell's own thread, in short waits, so an interrupt reaches this loop at
-        once (see ARCHITECTURE: kernel facts)."""
+        once (see ARCHITECTURE: kernel facts), even one whose KeyboardInterrupt was lost."""
         while not job.wait(0.1):
+            interrupts.check()
             if progress is not None:
                 progress.tick()
             if timeout is not None and job.elapsed() > timeout:

@@ -11,6 +11,7 @@ its threads (dumped by faulthandler on SIGUSR1).
 from __future__ import annotations
 
 import contextlib
+import glob
 import os
 import queue
 import signal
@@ -156,7 +157,8 @@ class KernelSession:
             left = deadline - time.monotonic()
             if left <= 0:
                 raise TimeoutError(
-                    f"no execute_reply for {msg_id} in {timeout} s; {self._diagnose()}"
+                    f"no execute_reply for {msg_id} in {timeout} s; {self._output(msg_id)}"
+                    f"{self._diagnose()}"
                 )
             try:
                 msg: dict[str, Any] = self.kc.get_shell_msg(timeout=left)
@@ -189,6 +191,18 @@ class KernelSession:
         assert cell.result is not None, f"{expression!r} gave no result"
         return ast.literal_eval(cell.result)
 
+    def _output(self, msg_id: str) -> str:
+        """What the cell printed so far (an "Exception ignored" on stderr tells a lot)."""
+        with contextlib.suppress(TimeoutError):
+            while True:  # what has arrived already
+                self._next_iopub(time.monotonic() + 0.1)
+        streams = [
+            f"{m['content']['name']}: {m['content']['text']!r}"
+            for m in self.by_parent[msg_id]
+            if m["msg_type"] == "stream"
+        ]
+        return "the cell printed:\n" + "\n".join(streams or ["nothing"]) + "\n"
+
     def _diagnose(self) -> str:
         """Why the kernel did not answer: dead, or alive with these thread stacks."""
         if not self.km.is_alive():
@@ -207,13 +221,37 @@ class KernelSession:
             pause.wait(0.05)
         pause.wait(0.2)
         with open(self._stacks) as f:
-            return "the kernel is alive; its threads:\n" + f.read()
+            stacks = f.read()
+        return f"the kernel is alive; {_sigint_state(process.pid)}; its threads:\n{stacks}"
 
     def shutdown(self) -> None:
         self.kc.stop_channels()
         self.km.shutdown_kernel(now=True)
         with contextlib.suppress(OSError):
             os.unlink(self._stacks)
+
+
+def _sigint_state(pid: int) -> str:
+    """Where SIGINT stands in process ``pid`` (Linux /proc): pending, blocked by which threads,
+    ignored or caught; so a lost interrupt shows whether it ever reached Python."""
+    bit = 1 << (signal.SIGINT - 1)
+    pending, blocked, handling = [], [], ""
+    for status in sorted(glob.glob(f"/proc/{pid}/task/*/status")):
+        with contextlib.suppress(OSError), open(status) as f:
+            fields = dict(line.split(":\t", 1) for line in f.read().splitlines() if ":\t" in line)
+            name = f"{status.split('/')[4]} {fields['Name'].strip()}"
+            if int(fields["SigPnd"], 16) & bit or int(fields["ShdPnd"], 16) & bit:
+                pending.append(name)
+            if int(fields["SigBlk"], 16) & bit:
+                blocked.append(name)
+            if int(fields["SigIgn"], 16) & bit:
+                handling = "ignored"
+            elif int(fields["SigCgt"], 16) & bit:
+                handling = "caught"
+    return (
+        f"SIGINT is {handling or 'default'}, pending in {pending or 'no thread'}, "
+        f"blocked in {blocked or 'no thread'}"
+    )
 
 
 def _is_idle(msgs: list[dict[str, Any]]) -> bool:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import _thread
 import signal
+import sys
 import threading
 import traceback
 from typing import Any
@@ -17,7 +18,7 @@ from notebook_helpers import sage_threads
 
 import sage_nb
 from sage_nb import LocalEnvironment, OperatorError, ServiceCallError, ServiceTimeoutError
-from sage_nb.notebook import kernel
+from sage_nb.notebook import kernel, magics
 from sage_nb.notebook.display import ProgressView, StatusReport, format_seconds, job_summary
 from sage_nb.notebook.magics import JobInterrupted, SageMagics
 
@@ -714,6 +715,32 @@ def test_interrupt_while_the_job_starts_still_stops_it(profile: Any, monkeypatch
     assert env.jobs[-1].status == "stopped"
     assert sage_threads("sage_nb/task/") == []
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+def test_an_interrupt_python_dropped_still_stops_the_job(profile: Any, monkeypatch: Any) -> None:
+    # While the magic waits, the garbage collector runs a finalizer in the cell's thread just
+    # as Ctrl-C arrives: the KeyboardInterrupt is raised inside __del__ and Python drops it.
+    # The magic remembers the interrupt, so the job still stops (a real kernel once hung here).
+    class InterruptedFinalizer:
+        def __del__(self) -> None:
+            signal.raise_signal(signal.SIGINT)
+
+    dropped: list[type[BaseException]] = []
+    monkeypatch.setattr(sys, "unraisablehook", lambda u: dropped.append(u.exc_type))
+    tick = magics._Progress.tick
+
+    def tick_then_collect(progress: Any) -> None:
+        if not dropped:
+            InterruptedFinalizer()
+        tick(progress)
+
+    monkeypatch.setattr(magics._Progress, "tick", tick_then_collect)
+    ok(profile, "import itertools\nsage_env.from_source(itertools.count()).sink(lambda r: None)")
+    err = error(profile, "%sage_submit")
+    assert dropped == [KeyboardInterrupt]
+    assert isinstance(err, JobInterrupted)
+    assert profile.user_ns["sage_env"].jobs[-1].status == "stopped"
+    assert sage_threads("sage_nb/task/") == []
 
 
 def test_second_interrupt_stops_waiting_for_a_busy_task(profile: Any) -> None:
