@@ -61,6 +61,10 @@ class ServiceActor:
         self._loop: _AsyncRunner | None = None
         self._pid = os.getpid()
 
+    def __repr__(self) -> str:
+        # Ray starts this actor's log lines (and names it in the dashboard) with its repr.
+        return f"ServiceActor({self.name!r}, replica={self.replica})"
+
     def _build(self, factory: ServiceFactory) -> Any:
         # ActorProxy offers ProxyManager's call API, which is all a service is given.
         return factory.create_service(self._proxy)  # type: ignore[arg-type]

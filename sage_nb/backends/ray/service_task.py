@@ -34,7 +34,7 @@ from queue import Empty
 from types import SimpleNamespace
 from typing import TYPE_CHECKING, Any
 
-from ...runtime.messages import RemoteError, ServiceRequest, ServiceResponse
+from ...runtime.messages import ServiceRequest, ServiceResponse
 from ...runtime.metrics import LatencyWindow, percentiles
 from ...runtime.service.base_service_task import (
     BaseServiceTask,
@@ -90,10 +90,9 @@ class RayServiceTaskFactory:
 class _Replica:
     """One actor of the service and the forwarder's view of it (written by the forwarder)."""
 
-    __slots__ = ("checking", "dead", "handle", "in_flight", "index", "name", "pid", "version")
+    __slots__ = ("checking", "dead", "handle", "in_flight", "name", "pid", "version")
 
-    def __init__(self, index: int, name: str, handle: Any, pid: int, version: int) -> None:
-        self.index = index
+    def __init__(self, name: str, handle: Any, pid: int, version: int) -> None:
         self.name = name
         self.handle = handle
         self.pid = pid
@@ -228,8 +227,8 @@ class RayServiceTask(BaseServiceTask):
                 backend.kill(name, handle)
             raise self._start_error(exc) from exc
         self._replicas = [
-            _Replica(i, name, handle, pid, number)
-            for i, ((name, handle), (pid, number)) in enumerate(zip(created, answers))
+            _Replica(name, handle, pid, number)
+            for (name, handle), (pid, number) in zip(created, answers)
         ]
         with self._lock:
             self._state = "running"
@@ -439,13 +438,10 @@ class RayServiceTask(BaseServiceTask):
             if self.context.waiting:
                 self.context.notify_room()
             replica = min(free, key=lambda r: r.in_flight)
-            try:
-                payload = encode_call(self.name, request.method_name, request.args, request.kwargs)
-            except ServiceSerializationError as exc:
-                self.failed += 1
-                self._deliver_error(request, exc)
+            entry = self._encode(request)
+            if entry is None:
                 return True
-            wire = [(request.request_id, wall_deadline(request.deadline), payload)]
+            wire = [entry]
             waiter = request.response_target
             if type(waiter) is _SyncWaiter:
                 # The caller waits in ray.get itself (see _fetch) rather than for a callback.
@@ -505,7 +501,6 @@ class RayServiceTask(BaseServiceTask):
             size = min(MAX_BATCH, max(1, math.ceil(len(backlog) / slots)))
             requests: list[ServiceRequest] = []
             wire: list[tuple[int, float | None, bytes]] = []
-            name = self.name
             while backlog and len(wire) < size:
                 request = backlog.popleft()
                 if claim(request.request_id, None) is None:
@@ -516,16 +511,23 @@ class RayServiceTask(BaseServiceTask):
                     self.expired += 1
                     self._deliver(request, self.expired_response(request))
                     continue
-                try:
-                    payload = encode_call(name, request.method_name, request.args, request.kwargs)
-                except ServiceSerializationError as exc:
-                    self.failed += 1
-                    self._deliver_error(request, exc)
-                    continue
-                wire.append((request.request_id, wall_deadline(request.deadline), payload))
-                requests.append(request)
+                entry = self._encode(request)
+                if entry is not None:
+                    wire.append(entry)
+                    requests.append(request)
             if wire:
                 self._send(replica, requests, wire)
+
+    def _encode(self, request: ServiceRequest) -> tuple[int, float | None, bytes] | None:
+        """``request`` as a batch entry; None once it failed because its arguments cannot be
+        pickled (only this call fails: see ``encode_call``)."""
+        try:
+            payload = encode_call(self.name, request.method_name, request.args, request.kwargs)
+        except ServiceSerializationError as exc:
+            self.failed += 1
+            self._deliver_error(request, exc)
+            return None
+        return request.request_id, wall_deadline(request.deadline), payload
 
     def _send(
         self,
@@ -698,14 +700,6 @@ class RayServiceTask(BaseServiceTask):
         target = request.response_target
         if target is not None:
             target.deliver(response)
-
-    def _deliver_error(self, request: ServiceRequest, exc: BaseException) -> None:
-        self._deliver(
-            request,
-            ServiceResponse(
-                request.request_id, False, None, RemoteError(type(exc).__name__, str(exc), "", exc)
-            ),
-        )
 
     def _fail_sent(self, requests: list[ServiceRequest], exc: BaseException) -> None:
         for request in requests:
