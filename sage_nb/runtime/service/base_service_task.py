@@ -296,9 +296,14 @@ class BaseServiceTask:
 
     def expired_response(self, request: ServiceRequest) -> ServiceResponse:
         exc = ServiceTimeoutError(self.name, request.method_name, request.timeout, started=False)
-        return ServiceResponse(
-            request.request_id, False, None, RemoteError("ServiceTimeoutError", str(exc), "", exc)
-        )
+        return _error_response(request, exc)
+
+    @staticmethod
+    def _deliver_error(request: ServiceRequest, exc: BaseException) -> None:
+        """Fail ``request`` with an error of sage_nb's own (the service never ran it)."""
+        target = request.response_target
+        if target is not None:
+            target.deliver(_error_response(request, exc))
 
     # -- lifecycle, implemented by backends ------------------------------------------------
     def start(self) -> None:
@@ -321,3 +326,10 @@ class BaseServiceTask:
     def liveness(self) -> tuple[str, str]:
         """("healthy" | "degraded" | "down" | "stopped", reason) from the runtime's own view."""
         raise NotImplementedError
+
+
+def _error_response(request: ServiceRequest, exc: BaseException) -> ServiceResponse:
+    """A failed response carrying ``exc`` itself: raised by sage_nb, so no remote traceback."""
+    return ServiceResponse(
+        request.request_id, False, None, RemoteError(type(exc).__name__, str(exc), "", exc)
+    )

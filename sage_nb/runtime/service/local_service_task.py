@@ -180,7 +180,7 @@ class LocalServiceTask(BaseServiceTask):
             if type(request) is _Stop:
                 continue
             if ctx.pending.pop(request.request_id, None) is not None:
-                self._deliver_refusal(request, ctx.unavailable(reason))
+                self._deliver_error(request, ctx.unavailable(reason))
 
     def swap(self, factory: ServiceFactory, timeout: float | None = None) -> None:
         """Replace the running version with one built from ``factory``, losing no request.
@@ -317,7 +317,7 @@ class LocalServiceTask(BaseServiceTask):
                     if left > 0
                     else f"it will not restart (max_restarts={self.factory.max_restarts} used)"
                 )
-                self._deliver_refusal(
+                self._deliver_error(
                     request,
                     ServiceUnavailableError(
                         f"service {name!r} died while running this request "
@@ -342,23 +342,10 @@ class LocalServiceTask(BaseServiceTask):
 
     def _refuse(self, worker: _Worker, request: ServiceRequest) -> None:
         if self._refusing:
-            self._deliver_refusal(request, self.context.unavailable("it is stopping"))
+            self._deliver_error(request, self.context.unavailable("it is stopping"))
         else:
             worker.expired += 1
             request.response_target.deliver(self.expired_response(request))  # type: ignore[union-attr]
-
-    @staticmethod
-    def _deliver_refusal(request: ServiceRequest, exc: BaseException) -> None:
-        target = request.response_target
-        if target is not None:
-            target.deliver(
-                ServiceResponse(
-                    request.request_id,
-                    False,
-                    None,
-                    RemoteError(type(exc).__name__, str(exc), "", exc),
-                )
-            )
 
     # -- async def methods -----------------------------------------------------------------
     def _schedule(
@@ -387,7 +374,7 @@ class LocalServiceTask(BaseServiceTask):
         try:
             result = await fn(*request.args, **request.kwargs)
         except asyncio.CancelledError:
-            self._deliver_refusal(request, self.context.unavailable("it was stopped"))
+            self._deliver_error(request, self.context.unavailable("it was stopped"))
             return
         except BaseException as exc:
             elapsed = time.monotonic() - start
