@@ -8,6 +8,7 @@ import threading
 from typing import Any
 
 from sage_nb import LocalEnvironment
+from sage_nb.runtime.threads import LoopThread
 
 WAIT = 5.0
 
@@ -96,3 +97,32 @@ def test_every_thread_is_a_daemon_during_a_busy_job(env: LocalEnvironment, gate:
     assert all(t.daemon for t in threads)
     gate.set()
     assert job.wait(WAIT)
+
+
+def test_loop_thread_stop_cancels_what_runs_and_closes_the_loop() -> None:
+    runner = LoopThread("sage_nb/service-loop/test")
+    started = threading.Event()
+    cancelled = threading.Event()
+
+    async def forever() -> None:
+        started.set()
+        try:
+            await asyncio.sleep(3600)
+        except asyncio.CancelledError:
+            cancelled.set()
+            raise
+
+    future = asyncio.run_coroutine_threadsafe(forever(), runner.loop)
+    assert started.wait(WAIT)
+    assert runner.stop(WAIT)
+    assert cancelled.is_set() and future.cancelled()
+    assert runner.loop.is_closed() and not runner.thread.is_alive()
+    assert runner.stop(WAIT)  # again: nothing left to do
+
+
+def test_loop_thread_stopped_before_its_loop_runs_still_ends() -> None:
+    # stop() right after start: the thread may not have entered run_forever() yet.
+    for i in range(50):
+        runner = LoopThread(f"sage_nb/service-loop/test{i}")
+        assert runner.stop(WAIT), f"round {i}: the loop thread did not end"
+        assert runner.loop.is_closed()

@@ -27,7 +27,7 @@ from concurrent.futures import Future
 from typing import Any
 
 from ...runtime.service.base_service_task import ServiceFactory, ServiceVersion
-from ...runtime.threads import make_thread
+from ...runtime.threads import LoopThread
 from .actor_proxy import ActorProxy
 from .options import ActorConfig
 from .wire import (
@@ -58,7 +58,7 @@ class ServiceActor:
         self._cond = threading.Condition()
         self._busy: dict[int, int] = {}
         self._version = ServiceVersion(factory, self._build(factory), number)
-        self._loop: _AsyncRunner | None = None
+        self._loop: LoopThread | None = None
         self._pid = os.getpid()
 
     def __repr__(self) -> str:
@@ -118,7 +118,7 @@ class ServiceActor:
         runner = self._loop
         if runner is None:
             with self._cond:
-                runner = self._loop = self._loop or _AsyncRunner(self.name)
+                runner = self._loop = self._loop or LoopThread(f"sage_nb/service-loop/{self.name}")
         return asyncio.run_coroutine_threadsafe(
             _run_async(fn, rid, self.name, method, args, kwargs), runner.loop
         )
@@ -142,7 +142,7 @@ class ServiceActor:
             return f"{type(exc).__name__}: {exc}"
         finally:
             if self._loop is not None:
-                self._loop.stop()
+                self._loop.stop(2.0)
         return None
 
 
@@ -155,16 +155,3 @@ async def _run_async(
     except BaseException as exc:
         return (rid, ERROR, encode_error(exc), time.monotonic() - start)
     return encode_result(rid, service, method, result, time.monotonic() - start)
-
-
-class _AsyncRunner:
-    """An asyncio loop on its own thread for the service's ``async def`` methods."""
-
-    def __init__(self, service: str) -> None:
-        self.loop = asyncio.new_event_loop()
-        self.thread = make_thread(f"sage_nb/service-loop/{service}", self.loop.run_forever)
-        self.thread.start()
-
-    def stop(self, timeout: float = 2.0) -> None:
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self.thread.join(timeout)

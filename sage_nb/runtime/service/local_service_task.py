@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 from ...errors import ServiceUnavailableError
 from ..messages import RemoteError, ServiceRequest, ServiceResponse
 from ..metrics import LatencyWindow, percentiles
-from ..threads import make_thread
+from ..threads import LoopThread, make_thread
 from .base_service_task import BaseServiceTask, ServiceFactory, ServiceStatistics, ServiceVersion
 
 if TYPE_CHECKING:
@@ -64,31 +64,13 @@ class _Worker:
         self.latency = LatencyWindow()
 
 
-class _LoopRunner:
-    """An asyncio loop on its own thread for a service's ``async def`` methods."""
+class _LoopRunner(LoopThread):
+    """The loop for a service's ``async def`` methods, with its share of the statistics."""
 
     def __init__(self, service: str) -> None:
-        self.loop = asyncio.new_event_loop()
         self.active = 0  # coroutines running; written only by the loop thread
         self.stats = _Worker(-1)  # likewise
-        self.thread = make_thread(f"sage_nb/service-loop/{service}", self._run)
-        self.thread.start()
-
-    def _run(self) -> None:
-        asyncio.set_event_loop(self.loop)
-        self.loop.run_forever()
-
-    def stop(self, timeout: float | None) -> None:
-        def cancel_all() -> None:
-            for task in asyncio.all_tasks(self.loop):
-                task.cancel()
-            self.loop.call_soon(self.loop.stop)
-
-        if self.loop.is_running():
-            self.loop.call_soon_threadsafe(cancel_all)
-        self.thread.join(timeout)
-        if not self.thread.is_alive():
-            self.loop.close()
+        super().__init__(f"sage_nb/service-loop/{service}")
 
 
 class LocalServiceTask(BaseServiceTask):
