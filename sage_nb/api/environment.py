@@ -306,13 +306,12 @@ class BaseEnvironment:
         With ``autostop=False`` return the running ``Job`` at once; a finite job still
         finishes by itself when drained.
 
-        Ctrl-C (``KeyboardInterrupt``) while waiting stops the job, then re-raises; one that
-        arrives while the job starts is held until it exists, then does the same.
+        Ctrl-C while the job starts or runs stops it, then raises ``KeyboardInterrupt``
+        (within 0.1 s: it is noted, then raised between short waits; see ``Interrupts``).
         """
         with Interrupts() as interrupts:
             try:
-                with interrupts.held():  # a job half started could not be stopped
-                    job = self.start_job()
+                job = self.start_job()  # an interrupt meanwhile only counts: see check()
             except BaseException:
                 if autostop and not self.keep_services:
                     self._dispatcher.stop_services()  # some may have started before the failure
@@ -321,7 +320,6 @@ class BaseEnvironment:
                 interrupts.check()
                 if not autostop:
                     return job
-                # Short waits: an interrupt is seen even if Python dropped its exception.
                 while not job.wait(0.1):
                     interrupts.check()
             except BaseException:  # KeyboardInterrupt: stop cleanly, then let it propagate

@@ -15,6 +15,7 @@ import os
 import re
 import shlex
 import sys
+import time
 import types
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
@@ -527,14 +528,12 @@ class SageMagics(Magics):
         progress: _Progress | None = None
         with Interrupts() as interrupts:
             try:
-                # Starting a job starts one thread per task and waits for each; an interrupt
-                # in the middle would leave the started tasks running and no Job to stop. So
-                # an interrupt during the start is held back and raised once the job exists.
-                with interrupts.held():
-                    try:
-                        job = env.start_job()
-                    except (ValueError, TypeError, RuntimeError) as exc:
-                        raise UsageError(str(exc)) from None
+                # Interrupts only count until check() (see Interrupts): one that arrives
+                # while the job starts its threads stops the whole job once it exists.
+                try:
+                    job = env.start_job()
+                except (ValueError, TypeError, RuntimeError) as exc:
+                    raise UsageError(str(exc)) from None
                 interrupts.check()
                 self._submitted = list(env.pipeline)
                 if args.background:
@@ -545,7 +544,7 @@ class SageMagics(Magics):
             except KeyboardInterrupt:
                 if job is None:
                     raise
-                raise self._interrupted(job) from None  # stops the job before progress closes
+                raise self._interrupted(job, interrupts) from None  # before progress closes
             finally:
                 if progress is not None:
                     progress.close()
@@ -568,8 +567,8 @@ class SageMagics(Magics):
     def _wait(
         self, job: Job, timeout: float | None, progress: _Progress | None, interrupts: Interrupts
     ) -> None:
-        """Wait in the cell's own thread, in short waits, so an interrupt reaches this loop at
-        once (see ARCHITECTURE: kernel facts), even one whose KeyboardInterrupt was lost."""
+        """Wait in the cell's own thread, in short waits, so an interrupt (which only counts
+        until ``check()``: see ``Interrupts``) stops the job within 0.1 s."""
         while not job.wait(0.1):
             interrupts.check()
             if progress is not None:
@@ -578,19 +577,18 @@ class SageMagics(Magics):
                 job.stop(timeout=2.0)
                 break
 
-    def _interrupted(self, job: Job) -> JobInterrupted:
+    def _interrupted(self, job: Job, interrupts: Interrupts) -> JobInterrupted:
         """Stop ``job`` after an interrupt; a second interrupt stops waiting for it."""
-        try:
-            clean = job.stop(timeout=0.25)
-            if not clean:
-                print(
-                    f"stopping job {job.name!r}: a task is busy; interrupt again to stop waiting",
-                    file=sys.stderr,
-                )
-                clean = job.wait(1.75)
-        except KeyboardInterrupt:
-            job._request_stop("stopped")
-            clean = False
+        first = interrupts.count
+        clean = job.stop(timeout=0.25)
+        if not clean:
+            print(
+                f"stopping job {job.name!r}: a task is busy; interrupt again to stop waiting",
+                file=sys.stderr,
+            )
+            deadline = time.monotonic() + 1.75
+            while not clean and interrupts.count == first and time.monotonic() < deadline:
+                clean = job.wait(min(0.1, max(0.0, deadline - time.monotonic())))
         done, total = job.progress()
         of = f" of {total:,}" if total is not None else ""
         note = "" if clean else " (a task was still busy; it stops after its current call)"

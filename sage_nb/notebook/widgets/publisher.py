@@ -119,8 +119,9 @@ class Publisher:
             for env in view.environments():
                 env.activity.event = self._wake
             if self._thread is None:
-                self._thread = make_thread("sage_nb/publisher", self._run)
-                self._thread.start()
+                thread = make_thread("sage_nb/publisher", self._run)
+                thread.start()
+                self._thread = thread  # only once started: a Ctrl-C in between leaves None
         self._wake.set()
         return True
 
