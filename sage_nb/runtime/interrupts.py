@@ -43,10 +43,6 @@ class Interrupts:
         self.count = 0  # interrupts so far; written only by the handler (main thread)
         self._previous: Any = None
 
-    @property
-    def pending(self) -> bool:
-        return self.count > 0
-
     def _handle(self, signum: int, frame: Any) -> None:
         self.count += 1
 
