@@ -263,6 +263,9 @@ class SageMagics(Magics):
                 f"--concurrency must be 1 or more, got {args.concurrency}; "
                 f"e.g. %%sage_service {name} --concurrency 4"
             )
+        for flag, value in (("--retries", args.retries), ("--max-restarts", args.max_restarts)):
+            if value < 0:
+                raise UsageError(f"{flag} must be 0 or more, got {value}")
         backend_options = self._backend_options(args)
         method = args.method
         if not method.isidentifier() or method.startswith("_") or method in _RESERVED_METHODS:
@@ -315,9 +318,6 @@ class SageMagics(Magics):
 
     def _backend_options(self, args: Any) -> dict[str, Any] | None:
         """The Ray options of a ``%%sage_service`` line (None on threads), checked."""
-        for flag, value in (("--retries", args.retries), ("--max-restarts", args.max_restarts)):
-            if value < 0:
-                raise UsageError(f"{flag} must be 0 or more, got {value}")
         ray_flags = [
             flag
             for flag, given in (

@@ -205,11 +205,10 @@ class KernelSession:
 
     def _diagnose(self) -> str:
         """Why the kernel did not answer: dead, or alive with these thread stacks."""
+        process = getattr(self.km.provisioner, "process", None)
         if not self.km.is_alive():
-            process = getattr(self.km.provisioner, "process", None)
             code = process.poll() if process is not None else None
             return f"the kernel process is gone (exit code {code})"
-        process = getattr(self.km.provisioner, "process", None)
         if process is None:
             return "the kernel is alive (no process to ask for its stacks)"
         os.kill(process.pid, signal.SIGUSR1)

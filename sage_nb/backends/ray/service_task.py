@@ -46,7 +46,15 @@ from ...runtime.service.service_manager import _SyncWaiter
 from ...runtime.threads import make_thread
 from .errors import ServiceSerializationError, translate_ray_error
 from .options import RayServiceOptions, actor_name
-from .wire import encode_call, pack_batch, response_from_wire, unpack_reply, wall_deadline
+from .wire import (
+    Batch,
+    BatchEntry,
+    encode_call,
+    pack_batch,
+    response_from_wire,
+    unpack_reply,
+    wall_deadline,
+)
 
 if TYPE_CHECKING:
     from ...runtime.proxy import ProxyManager
@@ -500,7 +508,7 @@ class RayServiceTask(BaseServiceTask):
             slots = sum(self.concurrency + extra - r.in_flight for r in free)
             size = min(MAX_BATCH, max(1, math.ceil(len(backlog) / slots)))
             requests: list[ServiceRequest] = []
-            wire: list[tuple[int, float | None, bytes]] = []
+            wire: Batch = []
             while backlog and len(wire) < size:
                 request = backlog.popleft()
                 if claim(request.request_id, None) is None:
@@ -518,7 +526,7 @@ class RayServiceTask(BaseServiceTask):
             if wire:
                 self._send(replica, requests, wire)
 
-    def _encode(self, request: ServiceRequest) -> tuple[int, float | None, bytes] | None:
+    def _encode(self, request: ServiceRequest) -> BatchEntry | None:
         """``request`` as a batch entry; None once it failed because its arguments cannot be
         pickled (only this call fails: see ``encode_call``)."""
         try:
@@ -533,7 +541,7 @@ class RayServiceTask(BaseServiceTask):
         self,
         replica: _Replica,
         requests: list[ServiceRequest],
-        wire: list[tuple[int, float | None, bytes]],
+        wire: Batch,
         *,
         watch: bool = True,
     ) -> Any:
@@ -695,12 +703,6 @@ class RayServiceTask(BaseServiceTask):
         ref._on_completed(done)
 
     # -- delivering ------------------------------------------------------------------------
-    @staticmethod
-    def _deliver(request: ServiceRequest, response: ServiceResponse) -> None:
-        target = request.response_target
-        if target is not None:
-            target.deliver(response)
-
     def _fail_sent(self, requests: list[ServiceRequest], exc: BaseException) -> None:
         for request in requests:
             if self._sent.pop(request.request_id, None) is not None:

@@ -75,7 +75,8 @@ def _dumps_plain(value: Any) -> bytes:
 #: Payloads longer than this travel beside the frame, as values of their own.
 LARGE = 1 << 20
 
-Batch = list[tuple[int, float | None, bytes]]
+BatchEntry = tuple[int, float | None, bytes]  # (request_id, deadline, payload)
+Batch = list[BatchEntry]
 Entry = tuple[int, int, Any, float]
 
 

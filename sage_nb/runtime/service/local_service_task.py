@@ -327,7 +327,7 @@ class LocalServiceTask(BaseServiceTask):
             self._deliver_error(request, self.context.unavailable("it is stopping"))
         else:
             worker.expired += 1
-            request.response_target.deliver(self.expired_response(request))  # type: ignore[union-attr]
+            self._deliver(request, self.expired_response(request))
 
     # -- async def methods -----------------------------------------------------------------
     def _schedule(
