@@ -40,14 +40,20 @@ def env():
 
 # -- the in-process IPython shell (notebook and reliability tests) ------------------------
 @pytest.fixture(scope="session")
-def ipython() -> Any:
-    """The process-wide in-process IPython shell (history kept in memory)."""
+def ipython() -> Iterator[Any]:
+    """The process-wide in-process IPython shell (history kept in memory). At the end, the
+    event loop IPython made for top-level ``await`` in cells is closed (else Python warns of
+    an unclosed event loop at exit)."""
+    from IPython.core import async_helpers
     from IPython.core.interactiveshell import InteractiveShell
     from traitlets.config import Config
 
     config = Config()
     config.HistoryManager.hist_file = ":memory:"
-    return InteractiveShell.instance(config=config)
+    yield InteractiveShell.instance(config=config)
+    loop = async_helpers._asyncio_event_loop
+    if loop is not None and not loop.is_running():
+        loop.close()
 
 
 @pytest.fixture
