@@ -13,7 +13,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from .api.environment import BaseEnvironment, EnvironmentStatistics, LocalEnvironment
-from .api.functions import (
+from .core.functions import (
     BaseFunction,
     BatchFunction,
     CoMapFunction,

@@ -27,15 +27,21 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from ..runtime.dispatcher import Dispatcher, ServiceTaskFactory
+from ..core.transformation import Transformation
+from ..runtime.backend import Backend, ThreadBackend
+from ..runtime.dispatcher import Dispatcher
 from ..runtime.interrupts import Interrupts
-from ..runtime.job_manager import Job, JobManager, JobStatistics, OperatorTaskFactory
+from ..runtime.job_manager import Job, JobManager, JobStatistics
 from ..runtime.metrics import ActivitySignal
 from ..runtime.proxy import DEFAULT_ASYNC_TIMEOUT, DEFAULT_SYNC_TIMEOUT, ProxyManager
 from ..runtime.retry import RetryPolicy
-from ..runtime.service.base_service_task import HealthReport, ServiceFactory, ServiceStatistics
-from ..runtime.service.service_manager import AwaitableFuture, ServiceManager
-from .datastream import DataStream, Transformation
+from ..runtime.service.base_service_task import HealthReport, ServiceStatistics
+from ..runtime.service.context import ServiceContext
+from ..runtime.service.service_factory import ServiceFactory, ServiceOptions
+from ..runtime.service.service_manager import ServiceManager
+from ..runtime.views import make_view
+from ..runtime.waiting import stop_interrupted, wait_for_job
+from .datastream import DataStream
 
 __all__ = ["BaseEnvironment", "EnvironmentStatistics", "LocalEnvironment"]
 
@@ -79,9 +85,21 @@ class BaseEnvironment:
         Most records moved between tasks at once.
     channel_capacity:
         Batches a task's input queue holds before its producers wait (backpressure).
+    propagate_context:
+        Run each service request in a copy of its caller's ``contextvars`` context (the
+        kernel-resident environment does, so what a service prints lands under the cell
+        that called it).
+    backend:
+        Where services and operators run (``runtime/backend.py``); threads by default.
+
+    ``call_service(name, *args, timeout=None, method=None, retries=None, **kwargs)`` and
+    ``call_service_async(...)`` call a service from a script or a cell: they are the
+    environment's ``ProxyManager``'s own methods (see ``ProxyManager.call_service``).
     """
 
-    backend = "base"
+    #: The environment's calls: its proxy's bound methods, one layer less per call.
+    call_service: Any
+    call_service_async: Any
 
     def __init__(
         self,
@@ -92,29 +110,35 @@ class BaseEnvironment:
         keep_services: bool = False,
         max_batch: int = 1024,
         channel_capacity: int = 32,
-        task_factory: ServiceTaskFactory | None = None,
+        propagate_context: bool = False,
+        backend: Backend | None = None,
     ) -> None:
         self.name = name or f"env{next(_names)}"
         self.keep_services = keep_services
         self.max_batch = max_batch
         self.channel_capacity = channel_capacity
-        self._service_manager = ServiceManager(self.name)
+        self._backend = backend or ThreadBackend()
+        self._service_manager = ServiceManager(self.name, propagate_context=propagate_context)
         self._dispatcher = Dispatcher(
             self.name,
             self._service_manager,
-            task_factory=task_factory,
+            backend=self._backend,
             sync_timeout=sync_timeout,
             async_timeout=async_timeout,
         )
         self._proxy = self._dispatcher.proxy(owner=f"environment {self.name}")
-        # The calls are the proxy's own methods: one layer less per call.
-        self.call_service = self._proxy.call_service  # type: ignore[method-assign]
-        self.call_service_async = self._proxy.call_service_async  # type: ignore[method-assign]
+        self.call_service = self._proxy.call_service
+        self.call_service_async = self._proxy.call_service_async
         self._job_manager = JobManager(self.name)
         self.pipeline: list[Transformation] = []
         self._closed = False
         self._lock = threading.Lock()
         _open_environments.add(self)
+
+    @property
+    def backend(self) -> str:
+        """Where services and operators run: "threads" or "ray"."""
+        return self._backend.name
 
     # -- services --------------------------------------------------------------------------
     def register_service(
@@ -139,84 +163,67 @@ class BaseEnvironment:
         ``ServiceExistsError`` unless ``replace=True``, which swaps a running service in place
         without losing queued requests.
 
-        Options (reserved names, not passed to the constructor): ``concurrency`` worker
-        threads; ``max_queued`` requests may wait (None: unbounded), and when the queue is full
-        a caller waits for room until its deadline (``overflow="block"``) or fails at once with
-        ``ServiceOverloadedError`` (``"fail"``); ``retries`` is the default retry policy of
-        calls (an int or a ``RetryPolicy``); a worker that dies is restarted with backoff up to
-        ``max_restarts`` times, then the service is down.
+        Options (reserved names, not passed to the constructor; see ``ServiceOptions``):
+        ``concurrency`` worker threads; ``max_queued`` requests may wait (None: unbounded),
+        and when the queue is full a caller waits for room until its deadline
+        (``overflow="block"``) or fails at once with ``ServiceOverloadedError`` (``"fail"``);
+        ``retries`` is the default retry policy of calls (an int or a ``RetryPolicy``); a
+        worker that dies is restarted with backoff up to ``max_restarts`` times, then the
+        service is down.
         """
-        return self._register_service(
-            name,
-            service_class,
-            ctor_args,
-            ctor_kwargs,
-            replace=replace,
-            concurrency=concurrency,
-            max_queued=max_queued,
-            overflow=overflow,
-            retries=retries,
-            max_restarts=max_restarts,
-            backend_options=None,
-        )
-
-    def _register_service(
-        self,
-        name: str,
-        service_class: Any,
-        ctor_args: tuple[Any, ...],
-        ctor_kwargs: dict[str, Any],
-        *,
-        replace: bool,
-        concurrency: int,
-        max_queued: int | None,
-        overflow: str,
-        retries: RetryPolicy | int | None,
-        max_restarts: int,
-        backend_options: dict[str, Any] | None,
-    ) -> Any:
-        """``register_service`` of every backend: checks, the decorator form, the factory."""
-        if not isinstance(name, str) or not name.isidentifier():
-            raise ValueError(
-                f"a service name must be a Python identifier such as 'profile', got {name!r}"
-            )
-        if service_class is None:
-            if ctor_args or ctor_kwargs:
-                raise TypeError(
-                    "constructor arguments need the class: register_service(name, cls, *args)"
-                )
-
-            def decorate(target: T) -> T:
-                self._register_service(
-                    name,
-                    target,
-                    (),
-                    {},
-                    replace=replace,
-                    concurrency=concurrency,
-                    max_queued=max_queued,
-                    overflow=overflow,
-                    retries=retries,
-                    max_restarts=max_restarts,
-                    backend_options=backend_options,
-                )
-                return target
-
-            return decorate
-        factory = ServiceFactory(
-            name,
-            service_class,
-            tuple(ctor_args),
-            dict(ctor_kwargs),
+        options = ServiceOptions(
             concurrency=concurrency,
             max_queued=max_queued,
             overflow=overflow,
             retry=RetryPolicy.coerce(retries),
             max_restarts=max_restarts,
-            backend_options=backend_options,
         )
-        self._dispatcher.register(factory, replace=replace)
-        return service_class
+        return self.add_service(
+            name, service_class, ctor_args, ctor_kwargs, options=options, replace=replace
+        )
+
+    def add_service(
+        self,
+        name: str,
+        target: Any = None,
+        args: tuple[Any, ...] = (),
+        kwargs: dict[str, Any] | None = None,
+        *,
+        options: ServiceOptions | None = None,
+        replace: bool = False,
+    ) -> Any:
+        """``register_service`` with its options as one ``ServiceOptions`` and the
+        constructor's arguments as ``args`` and ``kwargs``; returns ``target``, or a decorator
+        when ``target`` is None."""
+        if not isinstance(name, str) or not name.isidentifier():
+            raise ValueError(
+                f"a service name must be a Python identifier such as 'profile', got {name!r}"
+            )
+        options = options or ServiceOptions()
+        if target is None:
+            if args or kwargs:
+                raise TypeError(
+                    "constructor arguments need the class: register_service(name, cls, *args)"
+                )
+
+            def decorate(found: T) -> T:
+                self.add_service(name, found, options=options, replace=replace)
+                return found
+
+            return decorate
+        factory = ServiceFactory(name, target, tuple(args), dict(kwargs or {}), options)
+        self.register_factory(factory, replace=replace)
+        return target
+
+    def register_factory(self, factory: ServiceFactory, *, replace: bool = False) -> str:
+        """Register a service built as a ``ServiceFactory`` (what ``%%sage_service`` does).
+
+        Returns what happened: "registered" (a new name, or one not running), "swapped" (a
+        running service took the new version in place) or "restarted" (the new options
+        changed how it runs, so it restarted once its queued requests were answered).
+        """
+        self._backend.check_options(factory.options)
+        return self._dispatcher.register(factory, replace=replace)
 
     def unregister_service(self, name: str, timeout: float | None = 5.0) -> None:
         """Stop service ``name`` (its ``close()`` runs) and forget it."""
@@ -227,38 +234,29 @@ class BaseEnvironment:
         """The registered service names."""
         return self._dispatcher.names()
 
-    def call_service(
-        self,
-        name: str,
-        *args: Any,
-        timeout: float | None = None,
-        method: str | None = None,
-        retries: RetryPolicy | int | None = None,
-        **kwargs: Any,
-    ) -> Any:
-        """Call a service from a script or a cell and wait for its result.
+    def service_factory(self, name: str) -> ServiceFactory:
+        """How service ``name`` is built and served; ``ServiceNotFoundError`` if unknown."""
+        return self._dispatcher.factory(name)
 
-        The service starts if it is not running. See ``ProxyManager.call_service`` for the
-        errors.
-        """
-        return self._proxy.call_service(
-            name, *args, timeout=timeout, method=method, retries=retries, **kwargs
-        )
+    def start_service(self, name: str) -> ServiceContext:
+        """Start service ``name`` now if it is not running (calls start it on demand too);
+        raises ``ServiceUnavailableError`` if its constructor or ``setup()`` fails."""
+        return self._dispatcher.ensure_service(name)
 
-    def call_service_async(
-        self,
-        name: str,
-        *args: Any,
-        timeout: float | None = None,
-        method: str | None = None,
-        retries: RetryPolicy | int | None = None,
-        **kwargs: Any,
-    ) -> AwaitableFuture:
-        """Call a service without waiting: returns a ``ServiceFuture`` (``.result()`` or
-        ``await``) that fails with ``ServiceTimeoutError`` after ``timeout`` (default 30 s)."""
-        return self._proxy.call_service_async(
-            name, *args, timeout=timeout, method=method, retries=retries, **kwargs
-        )
+    def stop_service(self, name: str, timeout: float | None = 5.0) -> bool:
+        """Stop service ``name`` (its ``close()`` runs); it starts again on its next call.
+        True if it stopped within ``timeout``."""
+        return self._dispatcher.stop_service(name, timeout)
+
+    def service_contexts(self) -> dict[str, ServiceContext]:
+        """The ``ServiceContext`` of every service started so far: queue, pending requests,
+        the task serving it and its most recent requests (``recent``)."""
+        return self._dispatcher.contexts()
+
+    def service_statistics(self) -> list[ServiceStatistics]:
+        """Every registered service's statistics (``statistics().services`` without the
+        jobs)."""
+        return self._dispatcher.statistics()
 
     # -- pipelines -------------------------------------------------------------------------
     def _add(self, transformation: Transformation) -> DataStream:
@@ -320,9 +318,11 @@ class BaseEnvironment:
                 interrupts.check()
                 if not autostop:
                     return job
-                while not job.wait(0.1):
-                    interrupts.check()
-            except BaseException:  # KeyboardInterrupt: stop cleanly, then let it propagate
+                wait_for_job(job, interrupts)
+            except KeyboardInterrupt:  # stop cleanly, then let it propagate
+                stop_interrupted(job, interrupts)
+                raise
+            except BaseException:
                 job.stop(timeout=2.0)
                 raise
             finally:
@@ -342,17 +342,13 @@ class BaseEnvironment:
             proxy_factory=self._operator_proxy,
             channel_capacity=self.channel_capacity,
             max_batch=self.max_batch,
-            task_factory=self._operator_task_factory(),
+            create_task=self._backend.create_operator_task,
             on_done=lambda _job: self._dispatcher.activity.fire(),
         )
         job.environment = self
         job.start()
         self._dispatcher.activity.fire()
         return job
-
-    def _operator_task_factory(self) -> OperatorTaskFactory | None:
-        """How this environment runs operator tasks (None: threads)."""
-        return None
 
     def _operator_proxy(self, node: Any, job: Job) -> ProxyManager:
         return self._dispatcher.proxy(
@@ -367,12 +363,18 @@ class BaseEnvironment:
         """Every job submitted from this environment, oldest first."""
         return list(self._job_manager.jobs)
 
+    def running_jobs(self) -> list[Job]:
+        """The jobs that are running now (at most one: an environment runs a job at a time)."""
+        return self._job_manager.running()
+
     # -- lifecycle -------------------------------------------------------------------------
     def stop(self, timeout: float | None = 5.0) -> bool:
         """Stop running jobs and services; the environment stays usable (services restart
         on their next call). True if everything stopped within ``timeout``."""
         ok = self._job_manager.stop_all(timeout)
-        return self._dispatcher.stop_services(timeout) and ok
+        ok = self._dispatcher.stop_services(timeout) and ok
+        self._backend.stop()
+        return ok
 
     def close(self, timeout: float | None = 5.0) -> bool:
         """Stop everything for good: jobs, services (their ``close()`` runs), threads."""
@@ -382,6 +384,7 @@ class BaseEnvironment:
             self._closed = True
         ok = self._job_manager.stop_all(timeout)
         ok = self._dispatcher.close(timeout) and ok
+        self._backend.close()
         _open_environments.discard(self)
         self._dispatcher.activity.fire()  # observers (live views) see the end
         return ok
@@ -424,10 +427,9 @@ class BaseEnvironment:
 
     def graph(self) -> Any:
         """A live view of the execution graph of the latest job (or of the pipeline built so
-        far): a widget in a notebook, a static SVG elsewhere. Needs ``sage_nb[notebook]``."""
-        from ..notebook.widgets import GraphView
-
-        return GraphView(self)
+        far): a widget in a notebook, a static SVG elsewhere. Needs ``sage_nb[notebook]``
+        (the notebook layer registers the view: see ``runtime/views.py``)."""
+        return make_view("graph", self)
 
     def threads(self) -> list[threading.Thread]:
         """Threads this environment owns that are alive now."""
@@ -445,8 +447,6 @@ class BaseEnvironment:
 
 class LocalEnvironment(BaseEnvironment):
     """Runs services and operators on daemon threads of this process."""
-
-    backend = "threads"
 
 
 def _check_source(source: Any, where: str) -> None:

@@ -46,18 +46,15 @@ def make_environment(
     """A new kernel-resident environment: threads (``local``) or Ray actors (``ray``, joining
     the cluster at ``address``, or starting a local one)."""
     if backend in ("local", "threads"):
-        env: BaseEnvironment = LocalEnvironment(name, keep_services=True)
-    elif backend == "ray":
+        # Services run each request in the caller's context, so what a service prints lands
+        # under the cell (or the job's submitting cell) that called it.
+        return LocalEnvironment(name, keep_services=True, propagate_context=True)
+    if backend == "ray":
         # Imported here: the Ray backend (and ray) load only when a user asks for them.
         from ..backends.ray import RemoteEnvironment
 
         return RemoteEnvironment(name, address=address)
-    else:
-        raise ValueError(f"unknown backend {backend!r}; choose local or ray")
-    # Services run each request in the caller's context, so what a service prints lands under
-    # the cell (or the job's submitting cell) that called it.
-    env._service_manager.propagate_context = True
-    return env
+    raise ValueError(f"unknown backend {backend!r}; choose local or ray")
 
 
 class KernelRuntime:

@@ -28,13 +28,13 @@ from .. import __version__
 from ..errors import ServiceCallError, ServiceNotFoundError, ServiceUnavailableError
 from ..runtime.interrupts import Interrupts
 from ..runtime.retry import RetryPolicy
-from ..runtime.service.base_service_task import ServiceFactory
+from ..runtime.service.service_factory import ServiceFactory, ServiceOptions
 from .display import StatusReport, job_summary, progress_view
 
 if TYPE_CHECKING:
     from types import TracebackType
 
-    from ..api.datastream import Transformation
+    from ..core.transformation import Transformation
     from ..runtime.job_manager import Job
     from .kernel import KernelRuntime
 
@@ -274,8 +274,8 @@ class SageMagics(Magics):
                 f"e.g. --method lookup"
             )
         target_name, is_class = self._service_definition(cell)
-        dispatcher = self.env._dispatcher
-        existing = dispatcher.factory(name) if name in dispatcher.names() else None
+        env = self.env
+        existing = env.service_factory(name) if name in env.services else None
         if existing is not None and existing.origin != "cell" and not args.replace:
             raise UsageError(
                 f"service {name!r} was registered from code; add --replace to take it over: "
@@ -301,17 +301,15 @@ class SageMagics(Magics):
         else:
             spec = _FunctionAsService(target, method)
         try:
-            factory = ServiceFactory(
-                name,
-                spec,
+            options = ServiceOptions(
                 concurrency=args.concurrency,
-                origin="cell",
                 max_queued=args.max_queued,
                 overflow=args.overflow,
                 retry=RetryPolicy(retries=args.retries) if args.retries else None,
                 max_restarts=args.max_restarts,
-                backend_options=backend_options,
+                backend=backend_options,
             )
+            factory = ServiceFactory(name, spec, options=options, origin="cell")
         except ValueError as exc:
             raise UsageError(str(exc)) from None
         self._deploy(factory, existing)
@@ -382,18 +380,17 @@ class SageMagics(Magics):
         raise AssertionError("unreachable")  # pragma: no cover
 
     def _deploy(self, factory: ServiceFactory, existing: ServiceFactory | None) -> None:
-        dispatcher = self.env._dispatcher
+        env = self.env
         name = factory.name
-        workers = _plural(factory.concurrency, "worker")
-        replicas = (factory.backend_options or {}).get("num_replicas", 1)
+        workers = _plural(factory.options.concurrency, "worker")
+        replicas = (factory.options.backend or {}).get("num_replicas", 1)
         if replicas > 1:
             workers = f"{_plural(replicas, 'replica')}, {workers} each"
-        ctx = dispatcher.contexts().get(name)
+        ctx = env.service_contexts().get(name)
         running = ctx is not None and ctx.accepting
         queued = len(ctx.pending) if ctx is not None else 0
-        task = ctx.task if ctx is not None else None
         try:
-            dispatcher.register(factory, replace=existing is not None)
+            outcome = env.register_factory(factory, replace=existing is not None)
         except Exception as exc:
             if running:
                 print(
@@ -403,15 +400,15 @@ class SageMagics(Magics):
                 )
             raise exc.with_traceback(_user_frames(exc.__traceback__)) from exc.__cause__
         try:
-            dispatcher.ensure_service(name)
+            env.start_service(name)
         except ServiceUnavailableError as exc:
             if existing is None:
-                dispatcher.unregister(name)
+                env.unregister_service(name)
             else:
-                dispatcher.register(existing, replace=True)
+                env.register_factory(existing, replace=True)
             error = exc.__cause__ or exc
             raise error.with_traceback(_user_frames(error.__traceback__)) from None
-        if running and ctx is not None and ctx.task is not task:
+        if running and outcome == "restarted":
             answered = f"; {_plural(queued, 'queued request')} answered first" if queued else ""
             print(f"✓ service {name!r} restarted with its new options ({workers}){answered}")
         elif running:
@@ -516,7 +513,7 @@ class SageMagics(Magics):
                 "sage_env has no pipeline yet; build one first, e.g. "
                 "sage_env.from_batch(data).map(fn).sink(print)"
             )
-        running = env._job_manager.running()
+        running = env.running_jobs()
         if running:
             raise UsageError(
                 f"job {running[0].name!r} is still running; stop it with %sage_stop "
@@ -694,7 +691,7 @@ class SageMagics(Magics):
                 f"give a service name or --all, not both; usage: {_usage(self.sage_stop)}"
             )
         if args.all:
-            jobs = len(env._job_manager.running())
+            jobs = len(env.running_jobs())
             env.stop(timeout=5.0)
             print(f"stopped {_plural(jobs, 'job')} and every service")
         elif args.name:
@@ -704,10 +701,10 @@ class SageMagics(Magics):
                     f"no service {args.name!r} to stop (registered: {registered}); "
                     f"%sage_status lists them"
                 )
-            env._dispatcher.stop_service(args.name, timeout=5.0)
+            env.stop_service(args.name, timeout=5.0)
             print(f"stopped service {args.name!r}")
         else:
-            jobs = env._job_manager.running()
+            jobs = env.running_jobs()
             for job in jobs:
                 job.stop(timeout=5.0)
             print(f"stopped {_plural(len(jobs), 'job')}")

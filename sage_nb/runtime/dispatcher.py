@@ -1,8 +1,8 @@
 """``Dispatcher``: deploys an environment's services as service tasks and stops them.
 
 It creates one ``ServiceContext`` per registered name (kept across restarts and swaps, so
-callers' cached contexts stay valid) and a service task for it through a service-task factory:
-``LocalServiceTaskFactory`` by default, the Ray backend's factory for ``RemoteEnvironment``.
+callers' cached contexts stay valid) and a service task for it through the environment's
+``Backend`` (``backend.py``): threads by default, Ray actors for ``RemoteEnvironment``.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any
 
 from ..errors import (
     ServiceExistsError,
@@ -19,40 +19,25 @@ from ..errors import (
     ServiceTimeoutError,
     ServiceUnavailableError,
 )
+from .backend import Backend
 from .metrics import ActivitySignal
 from .proxy import ProxyManager
 from .service.base_service_task import (
     HEALTH_METHOD,
     BaseServiceTask,
     HealthReport,
-    ServiceFactory,
     ServiceStatistics,
 )
 from .service.context import ServiceContext
-from .service.local_service_task import LocalServiceTask
+from .service.service_factory import ServiceFactory
 from .service.service_manager import ServiceManager
 
 if TYPE_CHECKING:
     import threading as _threading
 
-__all__ = ["Dispatcher", "LocalServiceTaskFactory", "ServiceTaskFactory"]
+__all__ = ["Dispatcher"]
 
 log = logging.getLogger(__name__)
-
-
-class ServiceTaskFactory(Protocol):
-    def create_service_task(
-        self, context: ServiceContext, factory: ServiceFactory, proxy: ProxyManager
-    ) -> BaseServiceTask: ...
-
-
-class LocalServiceTaskFactory:
-    """Creates ``LocalServiceTask``s: services on threads of this process."""
-
-    def create_service_task(
-        self, context: ServiceContext, factory: ServiceFactory, proxy: ProxyManager
-    ) -> BaseServiceTask:
-        return LocalServiceTask(context, factory, proxy)
 
 
 class Dispatcher:
@@ -68,13 +53,13 @@ class Dispatcher:
         name: str,
         manager: ServiceManager,
         *,
-        task_factory: ServiceTaskFactory | None = None,
+        backend: Backend,
         sync_timeout: float,
         async_timeout: float,
     ) -> None:
         self.name = name
         self.manager = manager
-        self.task_factory: ServiceTaskFactory = task_factory or LocalServiceTaskFactory()
+        self.backend = backend
         self.sync_timeout = sync_timeout
         self.async_timeout = async_timeout
         # Invariants: _factories, _contexts and _closed change under _lock (re-entrant: a
@@ -90,24 +75,28 @@ class Dispatcher:
         self.activity = ActivitySignal()
 
     # -- registration ----------------------------------------------------------------------
-    def register(self, factory: ServiceFactory, *, replace: bool = False) -> None:
-        """Add a service; with ``replace``, swap a running one in place (see ``swap``)."""
+    def register(self, factory: ServiceFactory, *, replace: bool = False) -> str:
+        """Add a service; with ``replace``, swap a running one in place (see ``swap``).
+
+        Returns "registered", "swapped" or "restarted" (see ``BaseEnvironment.register_factory``).
+        """
         with self._lock:
             self._check_open()
             if factory.name in self._factories and not replace:
                 raise ServiceExistsError(factory.name)
             ctx = self._contexts.get(factory.name)
             task = ctx.task if ctx is not None else None
+            outcome = "registered"
             if ctx is not None and ctx.accepting and task is not None:
                 if not task.swaps_in_place(factory):
                     self._restart(task, factory)
-                    return
+                    return "restarted"
                 task.swap(factory)
-                ctx.configure(
-                    max_queued=factory.max_queued, overflow=factory.overflow, retry=factory.retry
-                )
+                ctx.configure(factory.options)
+                outcome = "swapped"
             self._factories[factory.name] = factory
             self._start_failures.pop(factory.name, None)
+            return outcome
 
     def _restart(self, task: BaseServiceTask, factory: ServiceFactory) -> None:
         """Replace a running service whose new registration changes how it runs (a Ray
@@ -165,16 +154,14 @@ class Dispatcher:
                 ctx.activity = self.activity
             if ctx.accepting:
                 return ctx
-            ctx.configure(
-                max_queued=factory.max_queued, overflow=factory.overflow, retry=factory.retry
-            )
+            ctx.configure(factory.options)
             old = ctx.task
             if old is not None and old.state == "down":
                 # Its workers were told to exit when it went down; stopping it runs the
                 # close() of the version they ran, which no restart replaced.
                 old.stop(timeout=1.0, drain=False)
             proxy = self.proxy(owner=f"service {name}")
-            task = self.task_factory.create_service_task(ctx, factory, proxy)
+            task = self.backend.create_service_task(ctx, factory, proxy)
             try:
                 task.start()
             except Exception as exc:

@@ -24,8 +24,8 @@ from typing import TYPE_CHECKING
 from .service.context import ServiceContext
 
 if TYPE_CHECKING:
-    from ..api.datastream import Transformation
-    from ..api.functions import FunctionFactory
+    from ..core.functions import FunctionFactory
+    from ..core.transformation import Transformation
 
 __all__ = [
     "DataEdge",

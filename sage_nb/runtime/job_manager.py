@@ -4,8 +4,8 @@
 
     env.submit() ─▶ JobManager.submit ─▶ ExecutionGraph.compile ─▶ Job(graph)
                                               Job.start ─▶ OperatorTask threads
-    last task to finish ─▶ Job._task_done ─▶ status, done event ─▶ job.wait() returns True
-    a task raises ─────▶ Job._fail ─▶ stop every task (channels closed) ─▶ status "failed"
+    last task to finish ─▶ Job.task_finished ─▶ status, done event ─▶ job.wait() is True
+    a task raises ─────▶ Job.task_failed ─▶ stop every task (channels closed) ─▶ "failed"
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from ..errors import JobFailedError
 from .dead_letters import DeadLetter
 from .graph import ExecutionGraph, NodeStatistics, OperatorNode, Region
 from .tasks import OperatorTask
+from .views import make_view
 
 if TYPE_CHECKING:
     from .proxy import ProxyManager
@@ -32,10 +33,9 @@ log = logging.getLogger(__name__)
 
 _job_ids = itertools.count(1)
 
-#: Makes the task of one parallel instance of a region: ``(job, region, index, capacity)``.
-#: ``OperatorTask`` (a thread) by default; a backend may run some regions elsewhere (the Ray
-#: backend runs parallel regions as actors) behind the same interface: ``channel``,
-#: ``targets``, ``program.out_edges``, ``thread``, ``start()`` and ``abort()``.
+#: Makes the task of one parallel instance of a region: ``(job, region, index, capacity)``
+#: (``Backend.create_operator_task``, see ``backend.py``): ``OperatorTask`` (a thread) by
+#: default; the Ray backend runs parallel regions as actors behind the same interface.
 OperatorTaskFactory = Callable[["Job", Region, int, int], OperatorTask]
 
 
@@ -72,7 +72,7 @@ class Job:
         channel_capacity: int = 32,
         max_batch: int = 1024,
         on_done: Callable[[Job], None] | None = None,
-        task_factory: OperatorTaskFactory | None = None,
+        create_task: OperatorTaskFactory = OperatorTask,
     ) -> None:
         self.name = name
         self.execution_graph = graph
@@ -96,9 +96,8 @@ class Job:
         self._lock = threading.Lock()
         self._done = threading.Event()
         self._final: str | None = None
-        make_task = task_factory or OperatorTask
         self.tasks = [
-            make_task(self, region, i, channel_capacity)
+            create_task(self, region, i, channel_capacity)
             for region in graph.regions
             for i in range(region.parallelism)
         ]
@@ -148,7 +147,9 @@ class Job:
         for task in self.tasks:
             task.abort()
 
-    def _fail(self, exc: BaseException) -> None:
+    # -- reports from the tasks (see backend.py) --------------------------------------------
+    def task_failed(self, exc: BaseException) -> None:
+        """A task's function raised: the job fails with the first such error and stops."""
         with self._lock:
             first = self.error is None and self._final is None
             if first:
@@ -156,7 +157,8 @@ class Job:
         if first:
             self._request_stop("failed")
 
-    def _task_done(self, task: OperatorTask) -> None:
+    def task_finished(self, task: OperatorTask) -> None:
+        """A task ended (drained, stopped or failed); the last one ends the job."""
         with self._lock:
             self._remaining -= 1
             if self._remaining:
@@ -170,7 +172,8 @@ class Job:
             except Exception:
                 log.exception("cleanup after job %r failed", self.name)
 
-    def _proxy_for(self, node: OperatorNode) -> ProxyManager:
+    def proxy_for(self, node: OperatorNode) -> ProxyManager:
+        """The proxy an instance of ``node`` calls services through."""
         return self._proxy_factory(node, self)
 
     # -- observation -----------------------------------------------------------------------
@@ -232,11 +235,9 @@ class Job:
 
     def graph(self) -> Any:
         """A live view of this job's execution graph: a widget in a notebook that keeps
-        counting while the job runs, then shows its final state. Needs ``sage_nb[notebook]``.
-        """
-        from ..notebook.widgets import GraphView
-
-        return GraphView(self.environment, self)
+        counting while the job runs, then shows its final state. Needs ``sage_nb[notebook]``
+        (see ``views.py``: the notebook layer registers the view)."""
+        return make_view("graph", self.environment, self)
 
 
 class JobManager:
@@ -256,7 +257,7 @@ class JobManager:
         channel_capacity: int,
         max_batch: int,
         on_done: Callable[[Job], None] | None = None,
-        task_factory: OperatorTaskFactory | None = None,
+        create_task: OperatorTaskFactory = OperatorTask,
     ) -> Job:
         graph = ExecutionGraph.compile(transformations, services)
         with self._lock:
@@ -273,7 +274,7 @@ class JobManager:
                 channel_capacity=channel_capacity,
                 max_batch=max_batch,
                 on_done=on_done,
-                task_factory=task_factory,
+                create_task=create_task,
             )
             self.jobs.append(job)
         return job

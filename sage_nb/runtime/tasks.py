@@ -21,7 +21,7 @@ import time
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
-from ..api.functions import BaseFunction, StopSignal
+from ..core.functions import BaseFunction, StopSignal
 from ..errors import JobCancelledError, OperatorError
 from .chain import ChainProgram
 from .channel import CLOSED, Channel, ChannelClosed
@@ -95,16 +95,16 @@ class OperatorTask:
                 self._send_end()
         except (JobCancelledError, ChannelClosed):
             if not job.stopping:  # pragma: no cover - only a stopping job cancels
-                job._fail(RuntimeError(f"task {self.thread.name} cancelled unexpectedly"))
+                job.task_failed(RuntimeError(f"task {self.thread.name} cancelled unexpectedly"))
         except BaseException as exc:
-            job._fail(exc)
+            job.task_failed(exc)
         finally:
             if opened:  # stopped or failed: still give every function its close()
                 try:
                     self._close_functions(opened)
                 except BaseException as exc:
                     log.warning("%s: close() failed after the job ended: %s", self, exc)
-            job._task_done(self)
+            job.task_finished(self)
 
     def _open(self, opened: list[tuple[str, Any]]) -> None:
         """Give each function its context and run its ``setup()``; ``opened`` collects those
@@ -114,7 +114,7 @@ class OperatorTask:
             fn = self.functions.get(node.id)
             if fn is None or inspect.isroutine(fn):
                 continue
-            proxy = job._proxy_for(node)
+            proxy = job.proxy_for(node)
             ctx = OperatorContext(node.label, self.index, node.parallelism, job, proxy)
             try:
                 fn.ctx = ctx

@@ -122,7 +122,7 @@ def test_service_cell_options_reach_the_actors(shell: Any, capsys: Any) -> None:
     assert "✓ service 'who' ready (2 replicas, 1 worker each)" in capsys.readouterr().out
     env = shell.user_ns["sage_env"]
     assert env.actors() == ["who#0", "who#1"]
-    assert env._dispatcher.factory("who").max_queued == 5000
+    assert env.service_factory("who").options.max_queued == 5000
     pids = ok("{f.result(30) for f in [sage_env.call_service_async('who') for _ in range(400)]}")
     assert len(pids) == 2
     # The same options again: the new version swaps into the running actors.

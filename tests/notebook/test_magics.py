@@ -304,7 +304,7 @@ def test_options_set_backpressure_retries_and_restarts(shell: Any) -> None:
         "%%sage_service slow --max-queued 1 --overflow fail --retries 2 --max-restarts 1\n"
         "def slow(x):\n    started.set()\n    gate.wait(10)\n    return x\n",
     )
-    factory = shell.user_ns["sage_env"]._dispatcher.factory("slow")
+    factory = shell.user_ns["sage_env"].service_factory("slow").options
     assert (factory.max_queued, factory.overflow, factory.max_restarts) == (1, "fail", 1)
     assert factory.retry is not None and factory.retry.retries == 2
     try:
@@ -322,7 +322,7 @@ def test_rerunning_with_other_options_applies_them(shell: Any) -> None:
     cell = "def echo(x):\n    return x\n"
     ok(shell, "%%sage_service echo --max-queued 2 --overflow fail\n" + cell)
     ok(shell, "%%sage_service echo --max-queued none\n" + cell)
-    factory = shell.user_ns["sage_env"]._dispatcher.factory("echo")
+    factory = shell.user_ns["sage_env"].service_factory("echo").options
     assert (factory.max_queued, factory.overflow, factory.retry) == (None, "block", None)
     ctx = shell.user_ns["sage_env"]._dispatcher.contexts()["echo"]
     assert (ctx.max_queued, ctx.overflow) == (None, "block")

@@ -5,7 +5,7 @@ quiet set first, then joins the running cluster or starts a local one. A second 
 re-run cell, reuses the connection (a second ``ray.init`` would fail). An unreachable address
 fails within seconds with the address in the message.
 
-``RayBackend`` belongs to one environment: its namespace (actors of different environments
+``RayActors`` belongs to one environment: its namespace (actors of different environments
 never collide), the actors it created (``close`` kills each of them explicitly) and the
 defaults its actors need.
 """
@@ -25,7 +25,7 @@ from urllib.parse import urlsplit
 from .errors import INSTALL_HINT, RayConnectionError
 from .options import ActorConfig, ServiceEntry
 
-__all__ = ["RayBackend", "connect", "disconnect", "import_ray"]
+__all__ = ["RayActors", "connect", "disconnect", "import_ray"]
 
 log = logging.getLogger(__name__)
 
@@ -137,7 +137,7 @@ def _unreachable(address: str | None, exc: BaseException) -> str:
     )
 
 
-class RayBackend:
+class RayActors:
     """What one environment has on Ray: a namespace, its actors and their shared defaults."""
 
     def __init__(

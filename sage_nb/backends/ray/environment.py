@@ -22,13 +22,12 @@ import weakref
 from typing import Any
 
 from ...api.environment import BaseEnvironment
-from ...runtime.job_manager import OperatorTaskFactory
 from ...runtime.proxy import DEFAULT_ASYNC_TIMEOUT, DEFAULT_SYNC_TIMEOUT
 from ...runtime.retry import RetryPolicy
-from .cluster import RayBackend, connect
-from .operator_task import RayOperatorTaskFactory
+from ...runtime.service.service_factory import ServiceOptions
+from .backend import RayBackend
+from .cluster import RayActors, connect
 from .options import RayServiceOptions, ServiceEntry
-from .service_task import RayServiceTaskFactory
 
 __all__ = ["RemoteEnvironment"]
 
@@ -72,8 +71,6 @@ class RemoteEnvironment(BaseEnvironment):
     environment created; the cluster itself stays up for the next environment.
     """
 
-    backend = "ray"
-
     def __init__(
         self,
         name: str | None = None,
@@ -90,7 +87,7 @@ class RemoteEnvironment(BaseEnvironment):
     ) -> None:
         ray = connect(address, connect_timeout=connect_timeout, **ray_init_options)
         _register_exit_handler()
-        self._ray_backend = RayBackend(
+        self._actors = RayActors(
             ray,
             sync_timeout=sync_timeout,
             async_timeout=async_timeout,
@@ -103,9 +100,9 @@ class RemoteEnvironment(BaseEnvironment):
             keep_services=keep_services,
             max_batch=max_batch,
             channel_capacity=channel_capacity,
-            task_factory=RayServiceTaskFactory(self._ray_backend),
+            backend=RayBackend(self._actors),
         )
-        self._ray_backend.bind(self.name, self._directory)
+        self._actors.bind(self.name, self._directory)
         _remote_environments.add(self)
 
     # -- services --------------------------------------------------------------------------
@@ -140,55 +137,42 @@ class RemoteEnvironment(BaseEnvironment):
         if it changes how they run (replicas, resources, concurrency, restarts), the service
         restarts instead, once the calls already queued are answered.
         """
-        options = RayServiceOptions(
+        ray_options = RayServiceOptions(
             num_replicas=num_replicas,
             num_cpus=num_cpus,
             num_gpus=num_gpus,
             max_task_retries=max_task_retries,
             max_concurrency=max_concurrency,
         )
-        return self._register_service(
-            name,
-            service_class,
-            ctor_args,
-            ctor_kwargs,
-            replace=replace,
+        options = ServiceOptions(
             concurrency=concurrency,
             max_queued=max_queued,
             overflow=overflow,
-            retries=retries,
+            retry=RetryPolicy.coerce(retries),
             max_restarts=max_restarts,
-            backend_options=options.as_dict(),
+            backend=ray_options.as_dict(),
+        )
+        return self.add_service(
+            name, service_class, ctor_args, ctor_kwargs, options=options, replace=replace
         )
 
     def _directory(self) -> dict[str, ServiceEntry]:
         """What actors know about this environment's services when they are created."""
         directory = {}
-        for name in self._dispatcher.names():
+        for name in self.services:
             try:
-                factory = self._dispatcher.factory(name)
+                factory = self.service_factory(name)
             except LookupError:
                 continue
-            options = RayServiceOptions.from_factory(factory.backend_options)
-            directory[name] = ServiceEntry(options.num_replicas, factory.retry)
+            options = RayServiceOptions.from_factory(factory.options.backend)
+            directory[name] = ServiceEntry(options.num_replicas, factory.options.retry)
         return directory
 
-    # -- operators -------------------------------------------------------------------------
-    def _operator_task_factory(self) -> OperatorTaskFactory | None:
-        return RayOperatorTaskFactory(self._ray_backend)
-
     # -- lifecycle -------------------------------------------------------------------------
-    def stop(self, timeout: float | None = 5.0) -> bool:
-        """Stop running jobs and services and kill their actors; services start again (new
-        actors) on their next call."""
-        ok = super().stop(timeout)
-        self._ray_backend.kill_all()
-        return ok
-
     def close(self, timeout: float | None = 5.0) -> bool:
-        """Stop everything for good and kill every actor this environment created."""
+        """Stop everything for good and kill every actor this environment created (the
+        cluster stays up for the next environment)."""
         ok = super().close(timeout)
-        self._ray_backend.kill_all()
         _remote_environments.discard(self)
         return ok
 
@@ -196,12 +180,12 @@ class RemoteEnvironment(BaseEnvironment):
     @property
     def namespace(self) -> str:
         """The Ray namespace of this environment's actors (unique per environment)."""
-        return self._ray_backend.namespace
+        return self._actors.namespace
 
     def actors(self) -> list[str]:
         """Names of this environment's actors that Ray lists as alive: ``"<service>#<i>"`` for
         service replicas, ``"task.<job>.<region>#<i>"`` for operator instances."""
-        return self._ray_backend.alive()
+        return self._actors.alive()
 
 
 def _register_exit_handler() -> None:

@@ -23,7 +23,7 @@ from typing import Any
 
 import ray
 
-from ...api.functions import BaseFunction
+from ...core.functions import BaseFunction
 from ...errors import OperatorError
 from ...runtime.chain import ChainProgram
 from ...runtime.dead_letters import DeadLetter

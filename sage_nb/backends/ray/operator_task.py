@@ -39,9 +39,9 @@ from .partition import install_partition_hash
 if TYPE_CHECKING:
     from ...runtime.graph import Region
     from ...runtime.job_manager import Job
-    from .cluster import RayBackend
+    from .cluster import RayActors
 
-__all__ = ["RayOperatorTaskFactory", "RemoteOperatorTask", "runs_on_ray"]
+__all__ = ["RemoteOperatorTask", "create_operator_task", "runs_on_ray"]
 
 log = logging.getLogger(__name__)
 
@@ -67,18 +67,16 @@ def runs_on_ray(region: Region) -> bool:
     return region.parallelism > 1 and not any(n.kind in ("source", "sink") for n in region.nodes)
 
 
-class RayOperatorTaskFactory:
-    """The ``OperatorTaskFactory`` of a ``RemoteEnvironment`` (see the module docstring)."""
-
-    def __init__(self, backend: RayBackend) -> None:
-        self.backend = backend
-
-    def __call__(self, job: Job, region: Region, index: int, capacity: int) -> OperatorTask:
-        if runs_on_ray(region):
-            return RemoteOperatorTask(job, region, index, capacity, self.backend)
-        task = OperatorTask(job, region, index, capacity)
-        install_partition_hash(task.program)
-        return task
+def create_operator_task(
+    job: Job, region: Region, index: int, capacity: int, actors: RayActors
+) -> OperatorTask:
+    """The task of one instance of ``region`` in a ``RemoteEnvironment``: an actor fed by a
+    driver thread for a parallel region, a thread otherwise (see the module docstring)."""
+    if runs_on_ray(region):
+        return RemoteOperatorTask(job, region, index, capacity, actors)
+    task = OperatorTask(job, region, index, capacity)
+    install_partition_hash(task.program)
+    return task
 
 
 def _placeholder(*args: Any) -> Any:  # pragma: no cover - never called on the driver
@@ -93,7 +91,7 @@ class RemoteOperatorTask(OperatorTask):
     """One parallel instance of a region, run by an actor and fed by a driver thread."""
 
     def __init__(
-        self, job: Job, region: Region, index: int, channel_capacity: int, backend: RayBackend
+        self, job: Job, region: Region, index: int, channel_capacity: int, backend: RayActors
     ) -> None:
         # Not OperatorTask.__init__: it would create the functions here, on the driver.
         self.job = job
@@ -146,13 +144,13 @@ class RemoteOperatorTask(OperatorTask):
                 self._send_end()
         except (JobCancelledError, ChannelClosed, _Aborted):
             if not job.stopping:  # pragma: no cover - only a stopping job cancels
-                job._fail(RuntimeError(f"task {self.thread.name} cancelled unexpectedly"))
+                job.task_failed(RuntimeError(f"task {self.thread.name} cancelled unexpectedly"))
         except BaseException as exc:
-            job._fail(exc)
+            job.task_failed(exc)
         finally:
             if actor is not None:
                 self._release(actor, opened)
-            job._task_done(self)
+            job.task_finished(self)
 
     def _run_batches(self, actor: Any) -> None:
         job = self.job

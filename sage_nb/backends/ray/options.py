@@ -3,6 +3,7 @@ environment knows about the others."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -47,7 +48,7 @@ class RayServiceOptions:
             raise ValueError(f"max_concurrency must be an int >= 1, got {self.max_concurrency!r}")
 
     @classmethod
-    def from_factory(cls, backend_options: dict[str, Any] | None) -> RayServiceOptions:
+    def from_factory(cls, backend_options: Mapping[str, Any] | None) -> RayServiceOptions:
         return cls(**(backend_options or {}))
 
     def as_dict(self) -> dict[str, Any]:

@@ -26,7 +26,8 @@ import time
 from concurrent.futures import Future
 from typing import Any
 
-from ...runtime.service.base_service_task import ServiceFactory, ServiceVersion
+from ...runtime.service.base_service_task import ServiceVersion
+from ...runtime.service.service_factory import ServiceFactory
 from ...runtime.threads import LoopThread
 from .actor_proxy import ActorProxy
 from .options import ActorConfig

@@ -57,11 +57,11 @@ from .wire import (
 )
 
 if TYPE_CHECKING:
-    from ...runtime.proxy import ProxyManager
+    from ...core.calls import ServiceCaller
     from ...runtime.service.context import ServiceContext
-    from .cluster import RayBackend
+    from .cluster import RayActors
 
-__all__ = ["RayServiceTask", "RayServiceTaskFactory"]
+__all__ = ["RayServiceTask"]
 
 log = logging.getLogger(__name__)
 
@@ -81,18 +81,6 @@ def service_actor_class(ray: Any) -> Any:
 
         _actor_class = ray.remote(ServiceActor)
     return _actor_class
-
-
-class RayServiceTaskFactory:
-    """Creates ``RayServiceTask``s for the environment that owns ``backend``."""
-
-    def __init__(self, backend: RayBackend) -> None:
-        self.backend = backend
-
-    def create_service_task(
-        self, context: ServiceContext, factory: ServiceFactory, proxy: ProxyManager
-    ) -> BaseServiceTask:
-        return RayServiceTask(context, factory, proxy, self.backend)
 
 
 class _Replica:
@@ -172,14 +160,14 @@ class RayServiceTask(BaseServiceTask):
         self,
         context: ServiceContext,
         factory: ServiceFactory,
-        proxy: ProxyManager,
-        ray_backend: RayBackend,
+        proxy: ServiceCaller,
+        actors: RayActors,
     ) -> None:
         super().__init__(context, factory, proxy)
-        self._ray_backend = ray_backend
-        self._ray = ray_backend.ray
-        self.options = RayServiceOptions.from_factory(factory.backend_options)
-        self.concurrency = self.options.max_concurrency or factory.concurrency
+        self._actors = actors
+        self._ray = actors.ray
+        self.options = RayServiceOptions.from_factory(factory.options.backend)
+        self.concurrency = self.options.max_concurrency or factory.options.concurrency
         # Invariants: _state changes under _lock. _replicas, _backlog and the counters are
         # written by the forwarder thread only (and by stop() once it has exited). _sent maps
         # the id of every request sent to an actor and not yet answered to the request;
@@ -208,11 +196,11 @@ class RayServiceTask(BaseServiceTask):
         """Create the replicas (each builds the service; ``setup()`` runs there), wait until
         they answer, and start the forwarder."""
         ray = self._ray
-        backend = self._ray_backend
+        backend = self._actors
         cls = service_actor_class(ray)
         opts = self.options
         options: dict[str, Any] = {
-            "max_restarts": self.factory.max_restarts,
+            "max_restarts": self.factory.options.max_restarts,
             "max_task_retries": opts.max_task_retries,
             "max_concurrency": self.concurrency,
         }
@@ -251,7 +239,7 @@ class RayServiceTask(BaseServiceTask):
 
         if isinstance(exc, rex.GetTimeoutError):
             return RuntimeError(
-                f"its Ray actors did not start within {self._ray_backend.start_timeout:g} s; "
+                f"its Ray actors did not start within {self._actors.start_timeout:g} s; "
                 f"does the cluster have the resources asked for (num_cpus={self.options.num_cpus},"
                 f" num_gpus={self.options.num_gpus})?"
             )
@@ -331,7 +319,7 @@ class RayServiceTask(BaseServiceTask):
                 if error:
                     log.warning("close() of service %r raised %s", self.name, error)
         for r in self._replicas:
-            self._ray_backend.kill(r.name, r.handle)
+            self._actors.kill(r.name, r.handle)
             r.dead = True
         return clean
 
@@ -359,11 +347,11 @@ class RayServiceTask(BaseServiceTask):
     def swaps_in_place(self, factory: ServiceFactory) -> bool:
         """The running actors can take ``factory``'s version unless it changes how they run:
         replicas, resources, calls at once or restarts (then the service restarts)."""
-        options = RayServiceOptions.from_factory(factory.backend_options)
+        options = RayServiceOptions.from_factory(factory.options.backend)
         return (
             options == self.options
-            and (options.max_concurrency or factory.concurrency) == self.concurrency
-            and factory.max_restarts == self.factory.max_restarts
+            and (options.max_concurrency or factory.options.concurrency) == self.concurrency
+            and factory.options.max_restarts == self.factory.options.max_restarts
         )
 
     def swap(self, factory: ServiceFactory, timeout: float | None = None) -> None:
@@ -377,7 +365,7 @@ class RayServiceTask(BaseServiceTask):
 
                 raise ServiceUnavailableError(f"service {self.name!r} is {self._state}")
         number = self._number + 1
-        wait = self._ray_backend.start_timeout if timeout is None else timeout
+        wait = self._actors.start_timeout if timeout is None else timeout
         live = [r for r in self._replicas if not r.dead]
         for i, replica in enumerate(live):
             try:
@@ -676,7 +664,7 @@ class RayServiceTask(BaseServiceTask):
         if all(r.dead for r in self._replicas):
             self._go_down(
                 f"its Ray actors died and were not restarted (max_restarts="
-                f"{self.factory.max_restarts})"
+                f"{self.factory.options.max_restarts})"
             )
 
     def _go_down(self, reason: str) -> None:

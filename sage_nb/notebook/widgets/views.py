@@ -238,9 +238,7 @@ class GraphView(LiveView):
 def _service_statistics(env: BaseEnvironment) -> tuple[Any, ...]:
     """``env.statistics().services`` without the rest (that also summarizes every job the
     environment ever ran, a cost that grows with each job), once per refresh round."""
-    stats: tuple[Any, ...] = shared(
-        ("services", id(env)), lambda: tuple(env._dispatcher.statistics())
-    )
+    stats: tuple[Any, ...] = shared(("services", id(env)), lambda: tuple(env.service_statistics()))
     return stats
 
 
@@ -273,16 +271,14 @@ class MonitorView(LiveView):
         return [self.env]
 
     def busy(self) -> bool:
-        return any(s.queued or s.in_flight for s in self.services) or bool(
-            self.env._job_manager.running()
-        )
+        return any(s.queued or s.in_flight for s in self.services) or bool(self.env.running_jobs())
 
     def render(self) -> str:
         stats = _service_statistics(self.env)
         if self.names:
             stats = tuple(s for s in stats if s.name in self.names)
         self.services = list(stats)
-        contexts = self.env._dispatcher.contexts()
+        contexts = self.env.service_contexts()
         recent = {}
         for s in stats:
             hist = self.history.setdefault(s.name, deque(maxlen=self.HISTORY))

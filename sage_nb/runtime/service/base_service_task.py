@@ -1,7 +1,8 @@
-"""``ServiceFactory`` builds a user's service; ``BaseServiceTask`` executes requests against it.
+"""``BaseServiceTask`` executes the requests of one service against a ``ServiceVersion``.
 
-The base class knows how to build, swap and close a service version and how to turn one request
-into one response. Subclasses decide where that happens: ``LocalServiceTask`` on threads of the
+The base class knows how to build, swap and close a service version (a ``ServiceFactory``, see
+``service_factory.py``, builds the instance) and how to answer a request with an error of the
+runtime's own. Subclasses decide where that happens: ``LocalServiceTask`` on threads of the
 kernel, ``RayServiceTask`` in a Ray actor.
 """
 
@@ -9,24 +10,22 @@ from __future__ import annotations
 
 import inspect
 import logging
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from ...errors import ServiceNotFoundError, ServiceTimeoutError
 from ..messages import RemoteError, ServiceRequest, ServiceResponse
+from .service_factory import ServiceFactory
 
 if TYPE_CHECKING:
-    from ..proxy import ProxyManager
-    from ..retry import RetryPolicy
+    from ...core.calls import ServiceCaller
     from .context import ServiceContext
 
 __all__ = [
     "HEALTH_METHOD",
     "BaseServiceTask",
     "HealthReport",
-    "ServiceFactory",
     "ServiceStatistics",
     "ServiceVersion",
 ]
@@ -38,103 +37,6 @@ HEALTH_METHOD = "__health__"
 
 #: Names a caller may not pick with ``method=``: lifecycle hooks and runtime helpers.
 _HIDDEN_METHODS = frozenset({"setup", "close", "health", "call_service", "call_service_async"})
-
-
-class _FunctionService:
-    """Adapts a plain function (or any callable) registered as a service: it is ``process``."""
-
-    def __init__(self, fn: Callable[..., Any]) -> None:
-        self.process = fn
-
-    def __repr__(self) -> str:
-        return f"<function service {getattr(self.process, '__qualname__', self.process)!r}>"
-
-
-@dataclass(frozen=True)
-class ServiceFactory:
-    """How to build a service: the registered class, function or instance and its arguments.
-
-    ``create_service`` instantiates a class with ``args``/``kwargs``, wraps a function so it
-    becomes ``process``, or uses an instance as it is; then it gives the service its context
-    (``self.ctx``, ``self.call_service``, ``self.call_service_async``) and runs ``setup()``.
-    """
-
-    name: str
-    target: Any
-    args: tuple[Any, ...] = ()
-    kwargs: dict[str, Any] | None = None
-    concurrency: int = 1
-    #: Where the definition came from: "code" (register_service) or "cell" (%%sage_service).
-    origin: str = "code"
-    #: Backpressure: requests that may wait (None: unbounded) and what a caller does when the
-    #: queue is full: "block" until its deadline, or "fail" with ServiceOverloadedError.
-    max_queued: int | None = 10_000
-    overflow: str = "block"
-    #: Default retry policy of calls to this service (None: no retries).
-    retry: RetryPolicy | None = None
-    #: How many times a crashed worker is restarted (with backoff) before the service is down.
-    max_restarts: int = 3
-    #: Options only a backend reads (the Ray backend: replicas, resources, task retries).
-    backend_options: dict[str, Any] | None = None
-
-    def __post_init__(self) -> None:
-        if (
-            isinstance(self.concurrency, bool)
-            or not isinstance(self.concurrency, int)
-            or self.concurrency < 1
-        ):
-            raise ValueError(f"concurrency must be an int >= 1, got {self.concurrency!r}")
-        if self.max_queued is not None and (
-            not isinstance(self.max_queued, int) or self.max_queued < 1
-        ):
-            raise ValueError(f"max_queued must be an int >= 1 or None, got {self.max_queued!r}")
-        if self.overflow not in ("block", "fail"):
-            raise ValueError(f"overflow must be 'block' or 'fail', got {self.overflow!r}")
-        if not isinstance(self.max_restarts, int) or self.max_restarts < 0:
-            raise ValueError(f"max_restarts must be an int >= 0, got {self.max_restarts!r}")
-        if inspect.isclass(self.target) or callable(self.target):
-            return
-        # An instance is a service if it has methods of its own: not a builtin value.
-        if type(self.target).__module__ == "builtins":
-            raise TypeError(
-                f"service {self.name!r} must be a class, a function or an object with methods; "
-                f"got {type(self.target).__name__}"
-            )
-
-    @property
-    def display_name(self) -> str:
-        t = self.target
-        return getattr(t, "__qualname__", None) or type(t).__qualname__
-
-    def create_service(self, proxy: ProxyManager | None = None) -> Any:
-        target = self.target
-        if inspect.isclass(target):
-            instance = target(*self.args, **(self.kwargs or {}))
-        elif callable(target) and not hasattr(target, "process"):
-            instance = _FunctionService(target)
-        else:
-            instance = target
-        if proxy is not None:
-            _inject(instance, proxy)
-        setup = getattr(instance, "setup", None)
-        if callable(setup):
-            setup()
-        return instance
-
-
-def _inject(instance: Any, proxy: ProxyManager) -> None:
-    """Give a service ``ctx`` and the call helpers unless its class defines its own."""
-    for attr, value in (
-        ("ctx", proxy),
-        ("call_service", proxy.call_service),
-        ("call_service_async", proxy.call_service_async),
-    ):
-        if attr in ("call_service", "call_service_async") and hasattr(type(instance), attr):
-            continue
-        try:
-            setattr(instance, attr, value)
-        except (AttributeError, TypeError):  # __slots__ or a read-only object: it can do without
-            log.debug("could not give %r attribute %s", instance, attr)
 
 
 class ServiceVersion:
@@ -230,7 +132,7 @@ class BaseServiceTask:
 
     backend = "base"
 
-    def __init__(self, context: ServiceContext, factory: ServiceFactory, proxy: ProxyManager):
+    def __init__(self, context: ServiceContext, factory: ServiceFactory, proxy: ServiceCaller):
         self.context = context
         self.factory = factory
         self.proxy = proxy
@@ -268,31 +170,6 @@ class BaseServiceTask:
         instance = factory.create_service(self.proxy)
         self._versions += 1
         return ServiceVersion(factory, instance, self._versions)
-
-    def execute(self, version: ServiceVersion, request: ServiceRequest) -> ServiceResponse | None:
-        """Run ``request`` synchronously and return its response.
-
-        Returns None when the method is a coroutine function: the caller must then schedule
-        ``execute_async``. (Used by backends that do not need the hot path of
-        ``LocalServiceTask``.)
-        """
-        start = time.monotonic()
-        rid = request.request_id
-        if request.deadline is not None and start > request.deadline:
-            return self.expired_response(request)
-        try:
-            fn, is_async = version.resolve(self.name, request.method_name)
-            if is_async:
-                return None
-            if request.context is None:
-                result = fn(*request.args, **request.kwargs)
-            else:
-                result = request.context.run(fn, *request.args, **request.kwargs)
-        except BaseException as exc:
-            return ServiceResponse(
-                rid, False, None, RemoteError.from_exception(exc), time.monotonic() - start
-            )
-        return ServiceResponse(rid, True, result, None, time.monotonic() - start)
 
     def expired_response(self, request: ServiceRequest) -> ServiceResponse:
         exc = ServiceTimeoutError(self.name, request.method_name, request.timeout, started=False)

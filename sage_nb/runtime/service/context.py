@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     from ..messages import ServiceRequest, ServiceResponse
     from ..retry import RetryPolicy
     from .base_service_task import BaseServiceTask
+    from .service_factory import ServiceOptions
 
 __all__ = ["RECENT", "ServiceContext"]
 
@@ -76,12 +77,11 @@ class ServiceContext:
         #: call to an idle actor from the caller's thread, saving a thread hop.
         self.direct: Callable[[ServiceRequest], bool] | None = None
 
-    def configure(
-        self, *, max_queued: int | None, overflow: str, retry: RetryPolicy | None
-    ) -> None:
-        self.max_queued = max_queued
-        self.overflow = overflow
-        self.retry = retry
+    def configure(self, options: ServiceOptions) -> None:
+        """Take the caller-side options of a (new) registration: backpressure and retries."""
+        self.max_queued = options.max_queued
+        self.overflow = options.overflow
+        self.retry = options.retry
 
     def submit(self, request: ServiceRequest) -> None:
         """Queue ``request``; raise ``ServiceUnavailableError`` if the service is not serving."""

@@ -28,10 +28,11 @@ from ...errors import ServiceUnavailableError
 from ..messages import RemoteError, ServiceRequest, ServiceResponse
 from ..metrics import LatencyWindow, percentiles
 from ..threads import LoopThread, make_thread
-from .base_service_task import BaseServiceTask, ServiceFactory, ServiceStatistics, ServiceVersion
+from .base_service_task import BaseServiceTask, ServiceStatistics, ServiceVersion
+from .service_factory import ServiceFactory
 
 if TYPE_CHECKING:
-    from ..proxy import ProxyManager
+    from ...core.calls import ServiceCaller
     from .context import ServiceContext
 
 __all__ = ["LocalServiceTask"]
@@ -74,11 +75,11 @@ class _LoopRunner(LoopThread):
 
 
 class LocalServiceTask(BaseServiceTask):
-    """Serves one service on ``factory.concurrency`` daemon threads named after it."""
+    """Serves one service on ``factory.options.concurrency`` daemon threads named after it."""
 
     backend = "threads"
 
-    def __init__(self, context: ServiceContext, factory: ServiceFactory, proxy: ProxyManager):
+    def __init__(self, context: ServiceContext, factory: ServiceFactory, proxy: ServiceCaller):
         super().__init__(context, factory, proxy)
         # Invariants: _version, _workers and _state change under _cond; a worker reads
         # _version without the lock (one reference read) and notifies _cond after finishing a
@@ -98,7 +99,7 @@ class LocalServiceTask(BaseServiceTask):
         with self._cond:
             self._version = version
             self._state = "running"
-            self._spawn(self.factory.concurrency)
+            self._spawn(self.factory.options.concurrency)
         self.context.task = self
         self.context.accepting = True
 
@@ -177,9 +178,9 @@ class LocalServiceTask(BaseServiceTask):
                 self._close_version(new)
                 raise ServiceUnavailableError(f"service {self.name!r} is {self._state}")
             alive = self._alive_workers()
-            if factory.concurrency > len(alive):
-                self._spawn(factory.concurrency - len(alive))
-            for _ in range(len(alive) - factory.concurrency):
+            if factory.options.concurrency > len(alive):
+                self._spawn(factory.options.concurrency - len(alive))
+            for _ in range(len(alive) - factory.options.concurrency):
                 self.context.request_queue.put(_Stop(self))
         self._install(new, wait=True, timeout=timeout)
 
@@ -193,7 +194,7 @@ class LocalServiceTask(BaseServiceTask):
     def _supervise(self, worker: _Worker) -> None:
         """Run the worker loop; if it dies (an exception that is not an ``Exception``, such as
         ``SystemExit``, escaped a method), rebuild the service with backoff and go on, up to
-        ``factory.max_restarts`` times; then the service is down."""
+        ``factory.options.max_restarts`` times; then the service is down."""
         while True:
             try:
                 self._serve(worker)
@@ -203,7 +204,7 @@ class LocalServiceTask(BaseServiceTask):
                 what = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
                 reason = f"worker died: {what}"
                 log.warning("service %r: %s", self.name, reason)
-            limit = self.factory.max_restarts
+            limit = self.factory.options.max_restarts
             while True:
                 with self._cond:
                     attempt = self.restarts + 1
@@ -293,11 +294,12 @@ class LocalServiceTask(BaseServiceTask):
                 worker.failed += 1
             except BaseException as exc:  # SystemExit and the like: this worker dies
                 worker.failed += 1
-                left = self.factory.max_restarts - self.restarts
+                limit = self.factory.options.max_restarts
+                left = limit - self.restarts
                 after = (
                     "it restarts, so calls may be retried"
                     if left > 0
-                    else f"it will not restart (max_restarts={self.factory.max_restarts} used)"
+                    else f"it will not restart (max_restarts={limit} used)"
                 )
                 self._deliver_error(
                     request,

@@ -19,8 +19,9 @@ from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from ..runtime.proxy import ProxyManager
-    from ..runtime.service.service_manager import AwaitableFuture
+    from concurrent.futures import Future
+
+    from .calls import ServiceCaller
 
 __all__ = [
     "BaseFunction",
@@ -68,14 +69,14 @@ class BaseFunction:
         timeout: float | None = None,
         method: str | None = None,
         **kwargs: Any,
-    ) -> AwaitableFuture:
+    ) -> Future[Any]:
         """Call service ``name`` without waiting; returns an awaitable ``ServiceFuture``."""
         return _proxy_of(self).call_service_async(
             name, *args, timeout=timeout, method=method, **kwargs
         )
 
 
-def _proxy_of(fn: Any) -> ProxyManager:
+def _proxy_of(fn: Any) -> ServiceCaller:
     ctx = getattr(fn, "ctx", None)
     if ctx is None:
         raise RuntimeError(
