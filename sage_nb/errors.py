@@ -170,12 +170,14 @@ class OperatorError(SageError, RuntimeError):
         super().__init__(f"operator {operator!r} failed {where}: {type(cause).__name__}: {cause}")
 
     def __reduce__(self) -> tuple[Any, ...]:
-        return (_rebuild_operator_error, (self.operator, self.record, str(self), self.__cause__))
+        return (rebuild_operator_error, (self.operator, self.record, str(self), self.__cause__))
 
 
-def _rebuild_operator_error(
+def rebuild_operator_error(
     operator: str, record: Any, message: str, cause: BaseException | None
 ) -> OperatorError:
+    """An ``OperatorError`` with its message as given (unpickling, and errors rebuilt from a
+    Ray actor's report)."""
     err = OperatorError.__new__(OperatorError)
     Exception.__init__(err, message)
     err.operator, err.record = operator, record

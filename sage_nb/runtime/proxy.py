@@ -21,19 +21,25 @@ if TYPE_CHECKING:
     from .service.context import ServiceContext
     from .service.service_manager import ServiceFuture, ServiceManager
 
-__all__ = ["DEFAULT_ASYNC_TIMEOUT", "DEFAULT_SYNC_TIMEOUT", "ProxyManager"]
+__all__ = [
+    "DEFAULT_ASYNC_TIMEOUT",
+    "DEFAULT_SYNC_TIMEOUT",
+    "ProxyManager",
+    "check_method",
+    "check_timeout",
+]
 
 DEFAULT_SYNC_TIMEOUT = 10.0
 DEFAULT_ASYNC_TIMEOUT = 30.0
 
 
-def _check_timeout(timeout: float) -> float:
+def check_timeout(timeout: float) -> float:
     if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not timeout > 0:
         raise ValueError(f"timeout must be a number of seconds > 0, got {timeout!r}")
     return float(timeout)
 
 
-def _check_method(method: str) -> str:
+def check_method(method: str) -> str:
     if not isinstance(method, str):
         raise TypeError(
             f"method= takes the name of a method of the service, as a str; "
@@ -73,8 +79,8 @@ class ProxyManager:
         self._manager = manager
         self._resolve = resolve
         self._cache: dict[str, ServiceContext] = {}
-        self.sync_timeout = _check_timeout(sync_timeout)
-        self.async_timeout = _check_timeout(async_timeout)
+        self.sync_timeout = check_timeout(sync_timeout)
+        self.async_timeout = check_timeout(async_timeout)
         self._cancelled = cancelled
         #: Set when the caller (a job) stops: interrupts the wait between retries.
         self._stop_event = stop_event or threading.Event()
@@ -135,8 +141,8 @@ class ProxyManager:
             ctx = None
         if ctx is None or not ctx.accepting:
             ctx = self.context_of(name)
-        method = "process" if method is None else _check_method(method)
-        timeout = self.sync_timeout if timeout is None else _check_timeout(timeout)
+        method = "process" if method is None else check_method(method)
+        timeout = self.sync_timeout if timeout is None else check_timeout(timeout)
         policy = ctx.retry if retries is None else RetryPolicy.coerce(retries)
         if policy is None or not policy.retries:
             return self._manager.call_sync(ctx, method, args, kwargs, timeout)
@@ -196,8 +202,8 @@ class ProxyManager:
             raise ValueError(
                 "an async call needs a finite timeout; use call_service to wait forever"
             )
-        method = "process" if method is None else _check_method(method)
-        timeout = self.async_timeout if timeout is None else _check_timeout(timeout)
+        method = "process" if method is None else check_method(method)
+        timeout = self.async_timeout if timeout is None else check_timeout(timeout)
         policy = ctx.retry if retries is None else RetryPolicy.coerce(retries)
         if policy is None or not policy.retries:
             return self._manager.call_async(ctx, method, args, kwargs, timeout)

@@ -29,7 +29,7 @@ from ...errors import (
     ServiceTimeoutError,
     ServiceUnavailableError,
 )
-from ...runtime.proxy import _check_method, _check_timeout
+from ...runtime.proxy import check_method, check_timeout
 from ...runtime.retry import RetryPolicy, call_with_retries
 from ...runtime.service.deadlines import DeadlineScheduler
 from ...runtime.service.futures import AwaitableFuture
@@ -146,8 +146,8 @@ class ActorProxy:
         """Call service ``name`` and wait for its result (see ``ProxyManager.call_service``)."""
         if self._cancelled is not None and self._cancelled():
             raise JobCancelledError(f"job stopping: call to {name!r} not made")
-        method = "process" if method is None else _check_method(method)
-        timeout = self.sync_timeout if timeout is None else _check_timeout(timeout)
+        method = "process" if method is None else check_method(method)
+        timeout = self.sync_timeout if timeout is None else check_timeout(timeout)
         policy = self._policy(name, retries)
         if policy is None or not policy.retries:
             return self._call_once(name, method, args, kwargs, timeout)
@@ -209,8 +209,8 @@ class ActorProxy:
             raise ValueError(
                 "an async call needs a finite timeout; use call_service to wait forever"
             )
-        method = "process" if method is None else _check_method(method)
-        timeout = self.async_timeout if timeout is None else _check_timeout(timeout)
+        method = "process" if method is None else check_method(method)
+        timeout = self.async_timeout if timeout is None else check_timeout(timeout)
         policy = self._policy(name, retries)
         if policy is None or not policy.retries:
             return self._submit(name, method, args, kwargs, timeout)

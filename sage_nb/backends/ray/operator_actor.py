@@ -144,14 +144,14 @@ def portable(exc: BaseException) -> BaseException:
     cause = exc.__cause__
     text = RuntimeError(f"{type(cause).__name__}: {cause}") if cause is not None else None
     if isinstance(exc, OperatorError):
-        from ...errors import _rebuild_operator_error
+        from ...errors import rebuild_operator_error
 
         record = exc.record
         try:
             dumps(record)
         except Exception:
             record = repr(record)
-        return _rebuild_operator_error(exc.operator, record, str(exc), text)
+        return rebuild_operator_error(exc.operator, record, str(exc), text)
     return RuntimeError(f"{type(exc).__name__}: {exc}")
 
 

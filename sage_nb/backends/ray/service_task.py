@@ -42,7 +42,7 @@ from ...runtime.service.base_service_task import (
     ServiceStatistics,
 )
 from ...runtime.service.futures import AwaitableFuture
-from ...runtime.service.service_manager import _SyncWaiter
+from ...runtime.service.service_manager import SyncWaiter
 from ...runtime.threads import make_thread
 from .errors import ServiceSerializationError, translate_ray_error
 from .options import RayServiceOptions, actor_name
@@ -146,9 +146,9 @@ class _Stop:
 
 def _delivers_inline(target: Any) -> bool:
     """True if delivering to ``target`` cannot run user code (safe on Ray's thread)."""
-    if type(target) is _SyncWaiter:
+    if type(target) is SyncWaiter:
         return True
-    return isinstance(target, AwaitableFuture) and not target._done_callbacks
+    return isinstance(target, AwaitableFuture) and not target.has_done_callbacks()
 
 
 class RayServiceTask(BaseServiceTask):
@@ -439,7 +439,7 @@ class RayServiceTask(BaseServiceTask):
                 return True
             wire = [entry]
             waiter = request.response_target
-            if type(waiter) is _SyncWaiter:
+            if type(waiter) is SyncWaiter:
                 # The caller waits in ray.get itself (see _fetch) rather than for a callback.
                 ref = self._send(replica, [request], wire, watch=False)
                 if ref is not None:
@@ -456,7 +456,7 @@ class RayServiceTask(BaseServiceTask):
         """A sync caller's wait for a request it sent directly: ``ray.get`` in its own thread,
         then the same handling as a callback's. True if the response was delivered in time."""
         waiter = request.response_target
-        assert type(waiter) is _SyncWaiter
+        assert type(waiter) is SyncWaiter
         deadline = None if timeout is None else time.monotonic() + timeout
         requests = [request]
         try:

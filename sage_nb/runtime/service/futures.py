@@ -52,6 +52,10 @@ class AwaitableFuture(Future):  # type: ignore[type-arg]
                     cond = self._cond = threading.Condition()
         return cond
 
+    def has_done_callbacks(self) -> bool:
+        """True once someone added a done-callback (whoever completes it runs them)."""
+        return bool(self._done_callbacks)
+
     # -- completion -------------------------------------------------------------------------
     def _finish(self, result: Any, exc: BaseException | None) -> None:
         if self._cond is None:

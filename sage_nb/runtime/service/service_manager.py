@@ -44,6 +44,7 @@ __all__ = [
     "RetryingFuture",
     "ServiceFuture",
     "ServiceManager",
+    "SyncWaiter",
     "error_from_response",
 ]
 
@@ -65,7 +66,7 @@ def error_from_response(service: str, method: str, response: ServiceResponse) ->
     return error
 
 
-class _SyncWaiter:
+class SyncWaiter:
     """A lock held until the service delivers the response; cheaper than an Event.
 
     A task may set ``fetch``: the caller then calls ``fetch(timeout)`` instead of waiting on
@@ -281,7 +282,7 @@ class ServiceManager:
     ) -> Any:
         """Call and wait at most ``timeout`` seconds (``math.inf``: no limit) for the result."""
         rid = next(self._ids)
-        waiter = _SyncWaiter()
+        waiter = SyncWaiter()
         forever = timeout == math.inf
         deadline = None if forever else _monotonic() + timeout
         caller = copy_context() if self.propagate_context else None
