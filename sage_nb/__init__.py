@@ -26,6 +26,7 @@ from .core.functions import (
     SourceFunction,
     StopSignal,
 )
+from .core.version import __version__
 from .errors import (
     JobCancelledError,
     OperatorError,
@@ -46,7 +47,6 @@ from .runtime.service.service_manager import ServiceFuture
 if TYPE_CHECKING:
     from .backends.ray import RemoteEnvironment
 
-__version__ = "0.1.0"
 
 __all__ = [
     "BaseEnvironment",
