@@ -1,32 +1,28 @@
-"""Shared fixtures: every test fails if it leaves a ``sage_nb/`` thread alive; ``env``; and
-``shell``, the in-process IPython shell with sage_nb loaded."""
+"""Shared fixtures: every test fails if it leaves a ``sage_nb/`` thread alive; ``env`` and
+``make_env``; and ``shell``, the in-process IPython shell with sage_nb loaded."""
 
 from __future__ import annotations
 
-import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
+from support import WAIT, sage_threads
 
 from sage_nb import LocalEnvironment
-
-
-def _sage_threads() -> list[threading.Thread]:
-    return [t for t in threading.enumerate() if t.name.startswith("sage_nb/")]
 
 
 @pytest.fixture(autouse=True)
 def no_leftover_threads():
     """Fail the test if a sage_nb/ thread is still alive 2 s after it ended."""
-    before = set(_sage_threads())
+    before = set(sage_threads())
     yield
     deadline = time.monotonic() + 2.0
-    for t in _sage_threads():
+    for t in sage_threads():
         if t not in before:
             t.join(max(0.0, deadline - time.monotonic()))
-    left = [t.name for t in _sage_threads() if t not in before]
+    left = [t.name for t in sage_threads() if t not in before]
     assert not left, f"threads left running: {left}"
 
 
@@ -35,7 +31,23 @@ def env():
     """A LocalEnvironment closed after the test."""
     environment = LocalEnvironment("test")
     yield environment
-    assert environment.close(timeout=5.0), "environment did not close cleanly"
+    assert environment.close(timeout=WAIT), "environment did not close cleanly"
+
+
+@pytest.fixture
+def make_env() -> Iterator[Callable[..., LocalEnvironment]]:
+    """``make_env(name, **options)``: a LocalEnvironment with options, closed after the test.
+    (tests/backends/ has its own: an environment of the test's backend.)"""
+    made: list[LocalEnvironment] = []
+
+    def make(name: str = "test", **options: Any) -> LocalEnvironment:
+        environment = LocalEnvironment(name, **options)
+        made.append(environment)
+        return environment
+
+    yield make
+    for environment in made:
+        assert environment.close(timeout=WAIT), f"{environment!r} did not close cleanly"
 
 
 # -- the in-process IPython shell (notebook and reliability tests) ------------------------

@@ -1,5 +1,4 @@
-"""Helpers of the notebook-layer tests: threads by name, and ``KernelSession``, a kernel
-started with jupyter_client.
+"""Helpers of the notebook-layer tests: ``KernelSession``, a kernel started with jupyter_client.
 
 ``KernelSession.execute`` sends a cell and collects its iopub messages until the kernel goes
 idle; messages that belong to other cells (output of a background job) are kept per cell, and
@@ -25,10 +24,6 @@ from typing import Any
 
 #: Seconds any single wait for a kernel message may take before the test fails.
 KERNEL_WAIT = 30.0
-
-
-def sage_threads(prefix: str = "sage_nb/") -> list[str]:
-    return sorted(t.name for t in threading.enumerate() if t.name.startswith(prefix))
 
 
 @dataclass

@@ -13,8 +13,7 @@ import traceback
 from typing import Any
 
 import pytest
-from IPython.core.error import UsageError
-from notebook_helpers import sage_threads
+from support import error, ok, sage_thread_names, usage_error
 
 import sage_nb
 from sage_nb import LocalEnvironment, OperatorError, ServiceCallError, ServiceTimeoutError
@@ -31,34 +30,6 @@ class Profile:
     def close(self):
         closed.append("profile")
 """
-
-
-def run(shell: Any, code: str) -> Any:
-    return shell.run_cell(code, store_history=True)
-
-
-def ok(shell: Any, code: str) -> Any:
-    """Run a cell that must succeed; return its result."""
-    res = run(shell, code)
-    if not res.success:
-        raise AssertionError(f"cell failed: {res.error_before_exec or res.error_in_exec!r}")
-    return res.result
-
-
-def error(shell: Any, code: str) -> BaseException:
-    res = run(shell, code)
-    err = res.error_before_exec or res.error_in_exec
-    assert err is not None, f"cell did not fail: {code!r}"
-    return err  # type: ignore[no-any-return]
-
-
-def usage_error(shell: Any, code: str) -> str:
-    """Run a cell that must raise a one-line UsageError; return its message."""
-    err = error(shell, code)
-    assert type(err) is UsageError, f"expected UsageError, got {err!r}"
-    message = str(err)
-    assert message and "\n" not in message
-    return message
 
 
 @pytest.fixture
@@ -95,13 +66,13 @@ def test_load_creates_sage_env_and_the_magics(shell: Any, capsys: Any) -> None:
 
 def test_loading_twice_is_harmless(profile: Any, capsys: Any) -> None:
     env = profile.user_ns["sage_env"]
-    threads = sage_threads()
+    threads = sage_thread_names()
     ok(profile, "%load_ext sage_nb")
     sage_nb.load_ipython_extension(profile)
     assert profile.user_ns["sage_env"] is env
     assert kernel.current() is not None and kernel.current().env is env
     assert ok(profile, '%sage_call profile "42"') == {"age": 62}
-    assert sage_threads() == threads
+    assert sage_thread_names() == threads
     registered = [m for m in profile.magics_manager.registry.values() if isinstance(m, SageMagics)]
     assert len(registered) == 1
 
@@ -119,7 +90,7 @@ def test_unload_stops_everything_and_removes_sage_env(profile: Any, closed: list
     job = profile.user_ns["job"]
     assert not job.wait(0.05)
     env = profile.user_ns["sage_env"]
-    assert sage_threads()
+    assert sage_thread_names()
 
     ok(profile, "%unload_ext sage_nb")
 
@@ -135,7 +106,7 @@ def test_unload_stops_everything_and_removes_sage_env(profile: Any, closed: list
     assert not any(
         isinstance(getattr(o, "__self__", None), kernel.KernelRuntime) for o in observers
     )
-    assert sage_threads() == []
+    assert sage_thread_names() == []
     with pytest.raises(RuntimeError, match="%load_ext sage_nb"):
         kernel.get_env()
     # and it loads again, with a fresh environment
@@ -209,7 +180,7 @@ def test_service_class_is_defined_and_called(capsys: Any, profile: Any) -> None:
     assert ok(profile, '%sage_call profile "42"') == {"age": 62}
     assert ok(profile, 'sage_env.call_service("profile", "7")') == {}
     assert isinstance(profile.user_ns["Profile"], type)  # the class stays in the namespace
-    assert "sage_nb/service/profile" in sage_threads()
+    assert "sage_nb/service/profile" in sage_thread_names()
     assert profile.user_ns["sage_env"].services == ["profile"]
 
 
@@ -237,7 +208,7 @@ def test_async_service_function_and_method(shell: Any) -> None:
     ok(shell, 'g = await sage_env.call_service_async("greeter", "ada", timeout=5)')
     assert shell.user_ns["g"] == "hello ada"
     assert ok(shell, "%sage_call --method shout greeter 'ada'") == "HELLO ada"
-    assert "sage_nb/service-loop/greeter" in sage_threads()
+    assert "sage_nb/service-loop/greeter" in sage_thread_names()
 
 
 def test_awaited_call_raises_the_service_error(shell: Any) -> None:
@@ -283,7 +254,7 @@ def test_method_option_must_name_a_public_method(shell: Any, method: str) -> Non
 
 def test_concurrency_starts_that_many_named_workers(shell: Any) -> None:
     ok(shell, "%%sage_service echo --concurrency 3\ndef echo(x):\n    return x\n")
-    assert sage_threads("sage_nb/service/echo") == [
+    assert sage_thread_names("sage_nb/service/echo") == [
         "sage_nb/service/echo",
         "sage_nb/service/echo#1",
         "sage_nb/service/echo#2",
@@ -356,7 +327,7 @@ def test_rerunning_the_cell_swaps_in_place(profile: Any, closed: list[str], caps
     assert "✓ service 'profile' updated to version 2 (1 worker)" in capsys.readouterr().out
     assert closed == ["profile"]  # the old version's close() ran
     assert ok(profile, '%sage_call profile "42"') == {"age": 63}
-    assert sage_threads("sage_nb/service/") == ["sage_nb/service/profile"]
+    assert sage_thread_names("sage_nb/service/") == ["sage_nb/service/profile"]
     (stats,) = profile.user_ns["sage_env"].statistics().services
     assert stats.version == 2
 
@@ -418,7 +389,7 @@ def test_failed_setup_on_first_definition_registers_nothing(shell: Any) -> None:
     )
     assert isinstance(err, RuntimeError) and str(err) == "no database"
     assert shell.user_ns["sage_env"].services == []
-    assert sage_threads() == []
+    assert sage_thread_names() == []
     message = usage_error(shell, "%sage_call broken 1")
     assert "no service 'broken'" in message
 
@@ -572,7 +543,7 @@ def test_submit_runs_the_pipeline_and_prints_a_summary(profile: Any, capsys: Any
     assert lines[1] == "  from_batch 3 → map(lambda) 3 → sink(append) 3"
     assert lines[2].startswith("  service calls: profile 3 (p50 ")
     assert "records (" not in out  # no progress line
-    assert sage_threads("sage_nb/task/") == []
+    assert sage_thread_names("sage_nb/task/") == []
 
 
 def test_submit_shows_progress(profile: Any, capsys: Any) -> None:
@@ -627,7 +598,7 @@ def test_submit_timeout_stops_an_endless_job(shell: Any, capsys: Any) -> None:
     job = shell.user_ns["sage_env"].jobs[-1]
     assert job.status == "stopped"
     assert f"job {job.name!r} stopped (--timeout 0.2 s) in" in capsys.readouterr().out
-    assert sage_threads("sage_nb/task/") == []
+    assert sage_thread_names("sage_nb/task/") == []
 
 
 @pytest.mark.parametrize("value", ["0", "-1"])
@@ -693,7 +664,7 @@ def test_interrupt_stops_the_job_and_says_how_far_it_got(profile: Any) -> None:
     assert str(err).endswith(" records")
     assert "after" not in profile.user_ns  # the rest of the cell did not run
     assert err._render_traceback_() == [f"\x1b[0;31mKeyboardInterrupt\x1b[0m: {err}"]
-    assert sage_threads("sage_nb/task/") == []
+    assert sage_thread_names("sage_nb/task/") == []
     assert ok(profile, '%sage_call profile "42"') == {"age": 62}  # services keep serving
 
 
@@ -713,7 +684,7 @@ def test_interrupt_while_the_job_starts_still_stops_it(profile: Any, monkeypatch
     err = error(profile, "%sage_submit --no-progress")
     assert isinstance(err, JobInterrupted)
     assert env.jobs[-1].status == "stopped"
-    assert sage_threads("sage_nb/task/") == []
+    assert sage_thread_names("sage_nb/task/") == []
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
 
 
@@ -745,7 +716,7 @@ def test_an_interrupt_inside_a_finalizer_still_stops_the_job(
     assert collected and dropped == []
     assert isinstance(err, JobInterrupted)
     assert profile.user_ns["sage_env"].jobs[-1].status == "stopped"
-    assert sage_threads("sage_nb/task/") == []
+    assert sage_thread_names("sage_nb/task/") == []
 
 
 def test_second_interrupt_stops_waiting_for_a_busy_task(profile: Any) -> None:
@@ -782,7 +753,7 @@ def test_second_interrupt_stops_waiting_for_a_busy_task(profile: Any) -> None:
     assert str(err).endswith(" records (a task was still busy; it stops after its current call)")
     job = env.jobs[-1]
     assert job.wait(10) and job.status == "stopped"
-    assert sage_threads("sage_nb/task/") == []
+    assert sage_thread_names("sage_nb/task/") == []
 
 
 # -- %sage_status -----------------------------------------------------------------------------
@@ -829,7 +800,7 @@ def test_stop_without_arguments_stops_running_jobs(profile: Any, capsys: Any) ->
     ok(profile, "%sage_stop")
     assert capsys.readouterr().out == "stopped 1 job\n"
     assert job.status == "stopped"
-    assert sage_threads("sage_nb/task/") == []
+    assert sage_thread_names("sage_nb/task/") == []
     ok(profile, "%sage_stop")
     assert capsys.readouterr().out == "stopped 0 jobs\n"
 
@@ -841,9 +812,9 @@ def test_stop_a_service_then_it_restarts_on_its_next_call(
     ok(profile, "%sage_stop profile")
     assert capsys.readouterr().out == "stopped service 'profile'\n"
     assert closed == ["profile"]
-    assert sage_threads() == []
+    assert sage_thread_names() == []
     assert ok(profile, '%sage_call profile "42"') == {"age": 62}  # setup() ran again
-    assert sage_threads() == ["sage_nb/service/profile"]
+    assert sage_thread_names() == ["sage_nb/service/profile"]
 
 
 def test_stop_all(profile: Any, closed: list[str], capsys: Any) -> None:
@@ -853,7 +824,7 @@ def test_stop_all(profile: Any, closed: list[str], capsys: Any) -> None:
     ok(profile, "%sage_stop --all")
     assert capsys.readouterr().out == "stopped 1 job and every service\n"
     assert job.status == "stopped" and closed == ["profile"]
-    assert sage_threads() == []
+    assert sage_thread_names() == []
     assert ok(profile, '%sage_call profile "42"') == {"age": 62}
 
 
@@ -883,7 +854,7 @@ def test_reset_closes_everything_and_starts_fresh(
     assert new.name == "sage_env"
     assert closed == ["profile"]
     assert new.services == [] and new.jobs == [] and new.pipeline == []
-    assert sage_threads() == []
+    assert sage_thread_names() == []
     assert kernel.get_env() is new
     assert "no pipeline yet" in usage_error(profile, "%sage_submit")
     ok(profile, PROFILE)  # the magics work on the new environment

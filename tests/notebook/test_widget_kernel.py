@@ -13,8 +13,7 @@ from typing import Any
 
 import pytest
 from notebook_helpers import KernelSession
-
-WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
+from support import WIDGET_VIEW
 
 SETUP = """
 import threading

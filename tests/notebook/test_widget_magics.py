@@ -14,14 +14,18 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from IPython.core.error import UsageError
-from notebook_helpers import sage_threads
+from support import (
+    WIDGET_VIEW,
+    join_publisher,
+    ok,
+    publisher_threads,
+    sage_thread_names,
+    usage_error,
+)
 
 from sage_nb.notebook import kernel
 from sage_nb.notebook.widgets import GraphView, MonitorView, ProgressView, publisher
 from sage_nb.notebook.widgets import views as views_module
-
-WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
 
 PROFILE = """%%sage_service profile
 def profile(user_id):
@@ -38,23 +42,6 @@ texts = ["a", "bb", "ccc", "<script>alert(1)</script>"]
 out = []
 sage_env.from_batch(texts).map(Enrich()).sink(out.append)
 """
-
-
-def ok(shell: Any, code: str) -> Any:
-    res = shell.run_cell(code, store_history=True)
-    if not res.success:
-        raise AssertionError(f"cell failed: {res.error_before_exec or res.error_in_exec!r}")
-    return res.result
-
-
-def usage_error(shell: Any, code: str) -> str:
-    """Run a cell that must raise a one-line UsageError; return its message."""
-    res = shell.run_cell(code, store_history=True)
-    err = res.error_before_exec or res.error_in_exec
-    assert type(err) is UsageError, f"expected UsageError, got {err!r}"
-    message = str(err)
-    assert message and "\n" not in message
-    return message
 
 
 class Shown:
@@ -99,14 +86,7 @@ def open_views() -> list[Any]:
 
 
 def publisher_alive() -> bool:
-    return any(t.name == "sage_nb/publisher" for t in threading.enumerate())
-
-
-def join_publisher(timeout: float = 5.0) -> None:
-    """Wait (bounded) for the publisher thread to end, if it runs."""
-    for t in threading.enumerate():
-        if t.name == "sage_nb/publisher":
-            t.join(timeout)
+    return bool(publisher_threads())
 
 
 def last_job(shell: Any) -> Any:
@@ -410,7 +390,7 @@ def test_unload_ext_closes_every_view_and_ends_the_publisher(profile: Any, shown
     ok(profile, "%unload_ext sage_nb")
     assert all(v.closed for v in views)
     assert not publisher_alive()
-    assert sage_threads() == []
+    assert sage_thread_names() == []
 
 
 def test_kernel_shutdown_closes_every_view_and_ends_the_publisher(
@@ -425,7 +405,7 @@ def test_kernel_shutdown_closes_every_view_and_ends_the_publisher(
     runtime._on_exit_now({"new": True})  # what ipykernel's shutdown handler triggers
     assert all(v.closed for v in views)
     assert not publisher_alive()
-    assert sage_threads() == []
+    assert sage_thread_names() == []
 
 
 def test_closed_progress_keeps_nothing_running(profile: Any, in_kernel: None, shown: Shown) -> None:

@@ -8,9 +8,9 @@ from __future__ import annotations
 import re
 import subprocess
 import sys
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[2]
+from support import ROOT
+
 FIGURE = re.compile(r"^(?P<label>.+?)\s{2,}\S+ .+ = (?P<ratio>\d+\.\d+)x floor \((?P<floor>.+)\)")
 
 

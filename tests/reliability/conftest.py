@@ -1,33 +1,15 @@
-"""Fixtures for the reliability tests: environments closed after the test, and gates that are
-always released, so a service blocked on purpose never outlives its test."""
+"""Fixtures for the reliability tests: gates that are always released, so a service blocked on
+purpose never outlives its test (``make_env``, environments closed after the test, is in
+tests/conftest.py)."""
 
 from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Iterator
-from typing import Any
 
 import pytest
 
 from sage_nb import LocalEnvironment
-
-#: Longest any test waits for something that should happen at once.
-WAIT = 5.0
-
-
-@pytest.fixture
-def make_env() -> Iterator[Callable[..., LocalEnvironment]]:
-    """``make_env(**options)``: a LocalEnvironment with options, closed after the test."""
-    made: list[LocalEnvironment] = []
-
-    def make(name: str = "rel", **options: Any) -> LocalEnvironment:
-        environment = LocalEnvironment(name, **options)
-        made.append(environment)
-        return environment
-
-    yield make
-    for environment in made:
-        assert environment.close(timeout=WAIT), f"{environment!r} did not close cleanly"
 
 
 @pytest.fixture

@@ -20,13 +20,13 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from support import WAIT
 
 from sage_nb import LocalEnvironment, MapFunction
 from sage_nb.errors import SageError, ServiceCallError, ServiceNotFoundError
 
 pytestmark = pytest.mark.timeout(120)
 
-WAIT = 5.0
 #: Function-scoped fixtures (one environment, one shell) are shared by a test's examples on
 #: purpose: each example must leave them working.
 PROPERTY = settings(

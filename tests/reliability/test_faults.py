@@ -16,6 +16,7 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
+from support import WAIT
 
 from sage_nb import LocalEnvironment, MapFunction
 from sage_nb.errors import (
@@ -31,8 +32,6 @@ from sage_nb.runtime.service.context import RECENT
 
 pytestmark = pytest.mark.timeout(60)
 
-#: Longest any test waits for something that should happen at once.
-WAIT = 5.0
 
 MakeEnv = Callable[..., LocalEnvironment]
 

@@ -1,5 +1,6 @@
-"""Fixtures for the runtime tests: extra environments, gates that are always released, and a
-service that blocks on demand so timeouts and queueing can be tested without sleeping."""
+"""Fixtures for the runtime tests: gates that are always released, and a service that blocks on
+demand so timeouts and queueing can be tested without sleeping (``env`` and ``make_env``, extra
+environments, are in tests/conftest.py)."""
 
 from __future__ import annotations
 
@@ -9,31 +10,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
+from support import WAIT
 
 from sage_nb import LocalEnvironment
-
-#: Longest any test waits for something that should happen at once.
-WAIT = 5.0
-
-
-def sage_threads() -> list[threading.Thread]:
-    """Alive threads started by sage_nb."""
-    return [t for t in threading.enumerate() if t.name.startswith("sage_nb/")]
-
-
-@pytest.fixture
-def make_env() -> Iterator[Callable[..., LocalEnvironment]]:
-    """``make_env(**options)``: a LocalEnvironment with options, closed after the test."""
-    made: list[LocalEnvironment] = []
-
-    def make(name: str = "test", **options: Any) -> LocalEnvironment:
-        environment = LocalEnvironment(name, **options)
-        made.append(environment)
-        return environment
-
-    yield make
-    for environment in made:
-        assert environment.close(timeout=WAIT), f"{environment!r} did not close cleanly"
 
 
 @pytest.fixture

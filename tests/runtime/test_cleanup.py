@@ -8,6 +8,7 @@ import threading
 from typing import Any
 
 import pytest
+from support import WAIT, sage_threads
 
 from sage_nb import (
     LocalEnvironment,
@@ -15,12 +16,6 @@ from sage_nb import (
     OperatorError,
     ServiceUnavailableError,
 )
-
-WAIT = 5.0
-
-
-def sage_threads() -> list[threading.Thread]:
-    return [t for t in threading.enumerate() if t.name.startswith("sage_nb/")]
 
 
 class Lifecycle:

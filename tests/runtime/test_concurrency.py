@@ -9,10 +9,9 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
+from support import WAIT
 
 from sage_nb import LocalEnvironment, MapFunction
-
-WAIT = 5.0
 
 
 def run_threads(n: int, target: Callable[[int], None]) -> list[BaseException]:

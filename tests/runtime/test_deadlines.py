@@ -5,10 +5,10 @@ from __future__ import annotations
 import threading
 import time
 
+from support import WAIT
+
 from sage_nb import LocalEnvironment
 from sage_nb.runtime.service.deadlines import DeadlineScheduler
-
-WAIT = 5.0
 
 
 class _Item:

@@ -8,10 +8,10 @@ import threading
 from typing import Any
 
 import pytest
+from support import WAIT
 
 from sage_nb import Job, LocalEnvironment, MapFunction, SourceFunction
 
-WAIT = 5.0
 SHORT = 0.05
 
 

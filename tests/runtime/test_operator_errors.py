@@ -7,6 +7,7 @@ import itertools
 from typing import Any
 
 import pytest
+from support import WAIT
 
 from sage_nb import (
     LocalEnvironment,
@@ -15,8 +16,6 @@ from sage_nb import (
     ServiceCallError,
     ServiceNotFoundError,
 )
-
-WAIT = 5.0
 
 
 def boom(x: Any) -> Any:

@@ -16,8 +16,6 @@ from sage_nb import (
     SinkFunction,
 )
 
-WAIT = 5.0
-
 
 def collect(env: LocalEnvironment, stream: Any) -> list[Any]:
     out: list[Any] = []

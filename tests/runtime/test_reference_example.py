@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import subprocess
 import sys
-from pathlib import Path
+
+from support import ROOT
 
 from sage_nb import Job, LocalEnvironment, MapFunction
 
-ROOT = Path(__file__).resolve().parents[2]
 VENV_PYTHON = ROOT / ".venv" / "bin" / "python"
 ENRICHED = "{'user_id': '42', 'profile': {'user_id': '42', 'score': 0.9}}"
 

@@ -6,10 +6,9 @@ import threading
 from typing import Any
 
 import pytest
+from support import WAIT
 
 from sage_nb import BatchFunction, LocalEnvironment, SourceFunction, StopSignal
-
-WAIT = 5.0
 
 
 def run_to_list(env: LocalEnvironment, stream: Any) -> list[Any]:

@@ -7,6 +7,7 @@ import threading
 from typing import Any
 
 import pytest
+from support import WAIT
 
 from sage_nb import (
     EnvironmentStatistics,
@@ -15,8 +16,6 @@ from sage_nb import (
     ServiceCallError,
     ServiceTimeoutError,
 )
-
-WAIT = 5.0
 
 
 def assert_plain_frozen(obj: Any) -> None:

@@ -6,10 +6,9 @@ import threading
 from typing import Any
 
 import pytest
+from support import WAIT
 
 from sage_nb import LocalEnvironment, ServiceUnavailableError
-
-WAIT = 5.0
 
 
 def make_version(tag: str, closed: threading.Event | None = None) -> type:

@@ -7,14 +7,10 @@ import itertools
 import threading
 from typing import Any
 
+from support import WAIT, sage_threads
+
 from sage_nb import LocalEnvironment
 from sage_nb.runtime.threads import LoopThread
-
-WAIT = 5.0
-
-
-def sage_threads() -> list[threading.Thread]:
-    return [t for t in threading.enumerate() if t.name.startswith("sage_nb/")]
 
 
 def test_service_worker_threads(env: LocalEnvironment) -> None:

@@ -9,6 +9,7 @@ import math
 from typing import Any
 
 import pytest
+from support import WAIT
 
 from sage_nb import (
     LocalEnvironment,
@@ -18,7 +19,6 @@ from sage_nb import (
     ServiceTimeoutError,
 )
 
-WAIT = 5.0
 SHORT = 0.05
 #: Long enough for an idle worker to pick a request up, so the call has surely started.
 STARTS = 0.5

@@ -12,6 +12,7 @@ import threading
 from collections.abc import Iterator
 
 import pytest
+from support import WAIT, join_publisher, publisher_threads
 
 from sage_nb import LocalEnvironment
 from sage_nb.notebook.widgets import GraphView, MonitorView, ProgressView, publisher
@@ -19,15 +20,6 @@ from sage_nb.notebook.widgets.publisher import publish, release, shutdown
 
 # The package exports the publisher() function under the module's name.
 publisher_module = importlib.import_module("sage_nb.notebook.widgets.publisher")
-
-
-def publisher_threads() -> list[threading.Thread]:
-    return [t for t in threading.enumerate() if t.name == "sage_nb/publisher"]
-
-
-def join_publisher(timeout: float = 5.0) -> None:
-    for t in publisher_threads():
-        t.join(timeout)
 
 
 def shown(view: MonitorView | GraphView | ProgressView) -> None:
@@ -55,7 +47,7 @@ def test_the_thread_ends_when_its_last_view_closes(envs: list[LocalEnvironment])
     a.close()
     assert thread.is_alive()  # one view left: it keeps running
     b.close()
-    thread.join(5.0)
+    thread.join(WAIT)
     assert not thread.is_alive()
     assert publisher().views == []
 
@@ -65,7 +57,7 @@ def test_the_thread_ends_when_the_environment_closes(envs: list[LocalEnvironment
     shown(view)
     (thread,) = publisher_threads()
     envs[0].close()  # fires the activity signal: the publisher wakes, the view closes
-    thread.join(5.0)
+    thread.join(WAIT)
     assert view.closed and not thread.is_alive()
 
 
@@ -171,7 +163,7 @@ def test_progress_without_autoclose_waits_for_its_owner(envs: list[LocalEnvironm
     assert "3 / 3 (100.0%)" in view.html
     (thread,) = publisher_threads()
     view.close()
-    thread.join(5.0)
+    thread.join(WAIT)
     assert not thread.is_alive()
 
 

@@ -7,12 +7,11 @@ import time
 from collections.abc import Iterator
 
 import pytest
+from support import WAIT, WIDGET_VIEW
 
 from sage_nb import LocalEnvironment, MapFunction
 from sage_nb.errors import ServiceCallError
 from sage_nb.notebook.widgets import GraphView, MonitorView, ProgressView, publisher
-
-WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
 
 
 @pytest.fixture
@@ -23,7 +22,7 @@ def wenv() -> Iterator[LocalEnvironment]:
     publisher().stop()
 
 
-def wait_until(predicate, timeout: float = 5.0) -> bool:  # type: ignore[no-untyped-def]
+def wait_until(predicate, timeout: float = WAIT) -> bool:  # type: ignore[no-untyped-def]
     deadline = time.monotonic() + timeout
     while not predicate():
         if time.monotonic() > deadline:

@@ -1,0 +1,83 @@
+"""Helpers shared by the tests of every directory: how long to wait, sage_nb's threads by name,
+the widget publisher's thread, and cells run in the in-process IPython shell.
+
+Importable as ``support`` from any test: pyproject's ``[tool.pytest.ini_options] pythonpath``
+puts ``tests/`` on ``sys.path``. Only the standard library is imported here, so the
+runtime tests stay free of IPython (the shell helpers import it when they are called).
+
+The backend tests keep their own ``backend_helpers.WAIT`` (longer: Ray calls included), and
+the kernel tests ``notebook_helpers.KERNEL_WAIT``.
+"""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+from typing import Any
+
+#: The repository's root directory.
+ROOT = Path(__file__).resolve().parents[1]
+
+#: Longest any test waits for something that should happen at once.
+WAIT = 5.0
+
+#: The MIME type of a Jupyter widget's view in a display bundle.
+WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
+
+#: The name of the thread that refreshes live views.
+PUBLISHER_THREAD = "sage_nb/publisher"
+
+
+# -- threads -----------------------------------------------------------------------------------
+def sage_threads(prefix: str = "sage_nb/") -> list[threading.Thread]:
+    """Alive threads started by sage_nb (their names start with ``prefix``)."""
+    return [t for t in threading.enumerate() if t.name.startswith(prefix)]
+
+
+def sage_thread_names(prefix: str = "sage_nb/") -> list[str]:
+    """The sorted names of ``sage_threads(prefix)``."""
+    return sorted(t.name for t in sage_threads(prefix))
+
+
+def publisher_threads() -> list[threading.Thread]:
+    """The widget publisher's thread, if it runs (a list: empty or one)."""
+    return [t for t in threading.enumerate() if t.name == PUBLISHER_THREAD]
+
+
+def join_publisher(timeout: float = WAIT) -> None:
+    """Wait (at most ``timeout`` seconds) for the publisher thread to end, if it runs."""
+    for t in publisher_threads():
+        t.join(timeout)
+
+
+# -- cells in the in-process shell (the ``shell`` fixture) ------------------------------------
+def run(shell: Any, code: str) -> Any:
+    """Run a cell as a user would (stored in the history); return its ExecutionResult."""
+    return shell.run_cell(code, store_history=True)
+
+
+def ok(shell: Any, code: str) -> Any:
+    """Run a cell that must succeed; return its result."""
+    res = run(shell, code)
+    if not res.success:
+        raise AssertionError(f"cell failed: {res.error_before_exec or res.error_in_exec!r}")
+    return res.result
+
+
+def error(shell: Any, code: str) -> BaseException:
+    """Run a cell that must fail; return what it raised."""
+    res = run(shell, code)
+    err = res.error_before_exec or res.error_in_exec
+    assert err is not None, f"cell did not fail: {code!r}"
+    return err  # type: ignore[no-any-return]
+
+
+def usage_error(shell: Any, code: str) -> str:
+    """Run a cell that must raise a one-line UsageError; return its message."""
+    from IPython.core.error import UsageError
+
+    err = error(shell, code)
+    assert type(err) is UsageError, f"expected UsageError, got {err!r}"
+    message = str(err)
+    assert message and "\n" not in message
+    return message
