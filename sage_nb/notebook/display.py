@@ -15,12 +15,11 @@ if TYPE_CHECKING:
     from ..runtime.job_manager import Job
 
 __all__ = [
-    "ProgressView",
+    "ProgressReport",
     "StatusReport",
     "format_seconds",
     "job_summary",
     "progress_line",
-    "progress_view",
     "table_html",
     "table_text",
 ]
@@ -86,8 +85,10 @@ def progress_line(job: Job) -> str:
     return text
 
 
-class ProgressView:
-    """What ``%sage_submit`` shows while it waits: a bar (HTML) and the progress line."""
+class ProgressReport:
+    """A job's progress, once: a bar (HTML) and the progress line. What ``%sage_submit``
+    shows while it waits where no live view can render (``widgets.ProgressView`` is the
+    live one)."""
 
     def __init__(self, job: Job) -> None:
         self.done, self.total = job.progress()
@@ -108,10 +109,6 @@ class ProgressView:
             f'<div class="sage-nb-progress">{bar}<code>{html.escape(self.job_name)}</code> '
             f"{html.escape(self.status)}: {html.escape(self.line)}</div>"
         )
-
-
-def progress_view(job: Job) -> ProgressView:
-    return ProgressView(job)
 
 
 def job_summary(

@@ -29,7 +29,7 @@ from ..errors import ServiceCallError, ServiceNotFoundError, ServiceUnavailableE
 from ..runtime.interrupts import Interrupts
 from ..runtime.retry import RetryPolicy
 from ..runtime.service.service_factory import ServiceFactory, ServiceOptions
-from .display import StatusReport, job_summary, progress_view
+from .display import ProgressReport, StatusReport, job_summary
 
 if TYPE_CHECKING:
     from types import TracebackType
@@ -757,7 +757,7 @@ class _Progress:
     In a notebook: a live ``ProgressView`` (records done / total per source, rate, ETA) that
     the publisher thread refreshes; the cell closes it at the end, so the output keeps the
     final state as static HTML, above the summary. Elsewhere (a terminal, no ipywidgets): a
-    text line that each tick of the waiting loop replaces.
+    ``ProgressReport`` that each tick of the waiting loop replaces.
     """
 
     def __init__(self, job: Job) -> None:
@@ -774,11 +774,11 @@ class _Progress:
             self.live = ProgressView(job, autoclose=False)
             self.live.show()
         else:
-            self.handle = display(progress_view(job), display_id=True)
+            self.handle = display(ProgressReport(job), display_id=True)
 
     def tick(self) -> None:
         if self.handle is not None:
-            self.handle.update(progress_view(self.job))
+            self.handle.update(ProgressReport(self.job))
 
     def close(self) -> None:
         if self.live is not None:

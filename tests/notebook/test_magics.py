@@ -18,7 +18,7 @@ from support import error, ok, sage_thread_names, usage_error
 import sage_nb
 from sage_nb import LocalEnvironment, OperatorError, ServiceCallError, ServiceTimeoutError
 from sage_nb.notebook import kernel, magics
-from sage_nb.notebook.display import ProgressView, StatusReport, format_seconds, job_summary
+from sage_nb.notebook.display import ProgressReport, StatusReport, format_seconds, job_summary
 from sage_nb.notebook.magics import JobInterrupted, SageMagics
 
 PROFILE = """%%sage_service profile
@@ -564,7 +564,7 @@ def test_progress_view_of_a_running_job(profile: Any) -> None:
     ok(profile, "import itertools\nsage_env.from_source(itertools.count()).sink(lambda r: None)")
     job = ok(profile, "%sage_submit --background")
     try:
-        view = ProgressView(job)
+        view = ProgressReport(job)
         assert repr(view).startswith(f"{job.name} running: ")
         assert "<progress" not in view._repr_html_()  # unknown total: no bar
     finally:
