@@ -15,7 +15,6 @@ import os
 import re
 import shlex
 import sys
-import time
 import types
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
@@ -29,6 +28,7 @@ from ..errors import ServiceCallError, ServiceNotFoundError, ServiceUnavailableE
 from ..runtime.interrupts import Interrupts
 from ..runtime.retry import RetryPolicy
 from ..runtime.service.service_factory import ServiceFactory, ServiceOptions
+from ..runtime.waiting import stop_interrupted, wait_for_job
 from .display import ProgressReport, StatusReport, job_summary
 
 if TYPE_CHECKING:
@@ -537,7 +537,13 @@ class SageMagics(Magics):
                     return job
                 if not args.no_progress:
                     progress = _Progress(job)
-                self._wait(job, args.timeout, progress, interrupts)
+                # Short waits in the cell's own thread: an interrupt stops the job within 0.1 s.
+                wait_for_job(
+                    job,
+                    interrupts,
+                    timeout=args.timeout,
+                    tick=progress.tick if progress is not None else None,
+                )
             except KeyboardInterrupt:
                 if job is None:
                     raise
@@ -561,31 +567,17 @@ class SageMagics(Magics):
             return new
         return pipeline  # the new operators extend the old pipeline: run all of it
 
-    def _wait(
-        self, job: Job, timeout: float | None, progress: _Progress | None, interrupts: Interrupts
-    ) -> None:
-        """Wait in the cell's own thread, in short waits, so an interrupt (which only counts
-        until ``check()``: see ``Interrupts``) stops the job within 0.1 s."""
-        while not job.wait(0.1):
-            interrupts.check()
-            if progress is not None:
-                progress.tick()
-            if timeout is not None and job.elapsed() > timeout:
-                job.stop(timeout=2.0)
-                break
-
     def _interrupted(self, job: Job, interrupts: Interrupts) -> JobInterrupted:
-        """Stop ``job`` after an interrupt; a second interrupt stops waiting for it."""
-        first = interrupts.count
-        clean = job.stop(timeout=0.25)
-        if not clean:
+        """Stop ``job`` after an interrupt (a second interrupt stops waiting for a busy task);
+        the error says how far it got."""
+
+        def say_busy() -> None:
             print(
                 f"stopping job {job.name!r}: a task is busy; interrupt again to stop waiting",
                 file=sys.stderr,
             )
-            deadline = time.monotonic() + 1.75
-            while not clean and interrupts.count == first and time.monotonic() < deadline:
-                clean = job.wait(min(0.1, max(0.0, deadline - time.monotonic())))
+
+        clean = stop_interrupted(job, interrupts, on_busy=say_busy)
         done, total = job.progress()
         of = f" of {total:,}" if total is not None else ""
         note = "" if clean else " (a task was still busy; it stops after its current call)"
