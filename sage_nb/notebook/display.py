@@ -19,6 +19,7 @@ __all__ = [
     "StatusReport",
     "format_seconds",
     "job_summary",
+    "plural",
     "progress_line",
     "table_html",
     "table_text",
@@ -69,6 +70,11 @@ def table_html(headers: Sequence[str], rows: Sequence[Sequence[Any]], css: str =
     return (
         f'<table class="sage-nb {css}"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
     )
+
+
+def plural(n: int, word: str) -> str:
+    """``1 worker``, ``1,000 workers``."""
+    return f"{n:,} {word}{'s' if n != 1 else ''}"
 
 
 def progress_line(job: Job) -> str:

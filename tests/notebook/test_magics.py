@@ -17,9 +17,10 @@ from support import error, ok, sage_thread_names, usage_error
 
 import sage_nb
 from sage_nb import LocalEnvironment, OperatorError, ServiceCallError, ServiceTimeoutError
-from sage_nb.notebook import kernel, magics
+from sage_nb.notebook import kernel
 from sage_nb.notebook.display import ProgressReport, StatusReport, format_seconds, job_summary
 from sage_nb.notebook.magics import JobInterrupted, SageMagics
+from sage_nb.notebook.progress import SubmitProgress
 
 PROFILE = """%%sage_service profile
 class Profile:
@@ -701,7 +702,7 @@ def test_an_interrupt_inside_a_finalizer_still_stops_the_job(
 
     dropped: list[type[BaseException]] = []
     monkeypatch.setattr(sys, "unraisablehook", lambda u: dropped.append(u.exc_type))
-    tick = magics._Progress.tick
+    tick = SubmitProgress.tick
     collected: list[bool] = []
 
     def tick_then_collect(progress: Any) -> None:
@@ -710,7 +711,7 @@ def test_an_interrupt_inside_a_finalizer_still_stops_the_job(
             InterruptedFinalizer()
         tick(progress)
 
-    monkeypatch.setattr(magics._Progress, "tick", tick_then_collect)
+    monkeypatch.setattr(SubmitProgress, "tick", tick_then_collect)
     ok(profile, "import itertools\nsage_env.from_source(itertools.count()).sink(lambda r: None)")
     err = error(profile, "%sage_submit")
     assert collected and dropped == []
