@@ -14,7 +14,7 @@ from IPython.core.error import UsageError
 from IPython.core.magic import Magics, cell_magic, line_magic, magics_class
 from IPython.core.magic_arguments import argument, magic_arguments
 
-from .. import __version__
+from ..core.version import __version__
 from ..errors import ServiceCallError, ServiceNotFoundError
 from ..runtime.interrupts import Interrupts
 from .arguments import evaluate_call_arguments, max_queued, parse_line, split_call_line, usage_line
