@@ -5,7 +5,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: lab test check lint typecheck unit bench bench-pinned example clean chromium
+.PHONY: lab test fast check lint typecheck unit bench bench-pinned example clean chromium
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -36,6 +36,10 @@ typecheck: $(STAMP)
 
 unit: $(STAMP)
 	$(PY) -m pytest
+
+## make fast: the fast lane, every test that starts no kernel, Ray or browser and is not slow
+fast: $(STAMP)
+	$(PY) -m pytest -m "not slow and not kernel and not browser and not ray"
 
 ## make example: the reference's documented example, as a script
 example: $(STAMP)

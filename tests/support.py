@@ -1,8 +1,9 @@
 """Helpers shared by the tests of every directory: how long to wait, sage_nb's threads by name,
-the widget publisher's thread, and cells run in the in-process IPython shell.
+the widget publisher's thread, cells run in the in-process IPython shell, and where the lanes
+check finds what was collected.
 
 Importable as ``support`` from any test: pyproject's ``[tool.pytest.ini_options] pythonpath``
-puts ``tests/`` on ``sys.path``. Only the standard library is imported here, so the
+puts ``tests/`` on ``sys.path``. Only the standard library and pytest are imported here, so the
 runtime tests stay free of IPython (the shell helpers import it when they are called).
 
 The backend tests keep their own ``backend_helpers.WAIT`` (longer: Ray calls included), and
@@ -15,6 +16,8 @@ import threading
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 #: The repository's root directory.
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -26,6 +29,10 @@ WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
 
 #: The name of the thread that refreshes live views.
 PUBLISHER_THREAD = "sage_nb/publisher"
+
+#: Every test collected, before ``-m`` or ``-k`` deselected any: tests/conftest.py stores it,
+#: tests/project/test_lanes.py reads it.
+COLLECTED = pytest.StashKey[list[pytest.Item]]()
 
 
 # -- threads -----------------------------------------------------------------------------------

@@ -19,7 +19,8 @@ HERE = Path(__file__).resolve().parent
 #: Short (Unix socket paths under it must stay below 107 bytes) and apart from /tmp/ray.
 RAY_TEMP_DIR = "/tmp/sage_ray"
 
-BACKENDS = ["threads", "ray"]
+#: The "ray" half of the contract suite starts the cluster: it carries the ``ray`` marker.
+BACKENDS = ["threads", pytest.param("ray", marks=pytest.mark.ray)]
 
 
 @pytest.fixture(scope="session")
@@ -44,6 +45,12 @@ def ray_cluster() -> Iterator[Any]:
 def make_environment(backend: str, request: pytest.FixtureRequest, **options: Any):
     if backend == "threads":
         return LocalEnvironment("test", **options)
+    if request.node.get_closest_marker("ray") is None:
+        msg = (
+            f"{request.node.nodeid} starts Ray without the ray marker, so the fast lane "
+            "(-m 'not ray') would run it; request the ray_cluster fixture or mark it ray"
+        )
+        pytest.fail(msg, pytrace=False)
     request.getfixturevalue("ray_cluster")
     from sage_nb import RemoteEnvironment
 
@@ -88,8 +95,8 @@ def make_env(
 
 
 @pytest.fixture
-def ray_env(request: pytest.FixtureRequest) -> Iterator[Any]:
-    """A ``RemoteEnvironment`` for Ray-only tests."""
+def ray_env(ray_cluster: Any, request: pytest.FixtureRequest) -> Iterator[Any]:
+    """A ``RemoteEnvironment`` for Ray-only tests (on the session's cluster: marked ray)."""
     env = make_environment("ray", request)
     yield env
     close_and_check(env)

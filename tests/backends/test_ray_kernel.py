@@ -14,7 +14,12 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "notebook"))
 from notebook_helpers import KernelSession
 
-pytestmark = [pytest.mark.timeout(180), pytest.mark.usefixtures("ray_cluster")]
+# kernel: each test starts a KernelSession itself (no fixture says so); ray: ray_cluster.
+pytestmark = [
+    pytest.mark.timeout(180),
+    pytest.mark.kernel,
+    pytest.mark.usefixtures("ray_cluster"),
+]
 
 ECHO = """%%sage_service echo
 import os

@@ -9,11 +9,13 @@ import re
 import subprocess
 import sys
 
+import pytest
 from support import ROOT
 
 FIGURE = re.compile(r"^(?P<label>.+?)\s{2,}\S+ .+ = (?P<ratio>\d+\.\d+)x floor \((?P<floor>.+)\)")
 
 
+@pytest.mark.slow  # runs every benchmark once: 3-5 s
 def test_quick_bench_prints_each_figure_as_a_ratio_to_its_floor() -> None:
     done = subprocess.run(
         [sys.executable, "-m", "bench", "--quick"],

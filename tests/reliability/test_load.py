@@ -119,6 +119,7 @@ def make_echo(executed: bytearray) -> Callable[[int], int]:
     return echo
 
 
+@pytest.mark.slow  # 15-40 s on two CPUs
 @pytest.mark.timeout(300)
 def test_a_million_calls_with_1024_in_flight_get_exactly_one_response_each(
     make_env: Callable[..., LocalEnvironment],
