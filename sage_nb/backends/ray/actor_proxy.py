@@ -5,8 +5,8 @@ to the service actors, found by name in the environment's namespace, without pas
 the driver::
 
     operator actor ──handle.remote(frame)──▶ service actor "profile#0" (namespace of env)
-        sync:  ray.get(ref, timeout)               async: ref._on_completed(future)
-                                                   sage_nb/deadlines/<owner> fails it on time
+        sync:  ray.get(ref, timeout)        async: ray_compat.on_completed(ref, future)
+                                            sage_nb/deadlines/<owner> fails it on time
 
 Callers see the same API and errors as with ``ProxyManager``: defaults of 10 s (sync) and 30 s
 (async), ``method=``, ``retries=`` (by default the service's own policy), ``ServiceCallError``,
@@ -36,6 +36,7 @@ from ...runtime.service.futures import AwaitableFuture
 from ...runtime.service.service_manager import RetryingFuture, error_from_response
 from .errors import translate_ray_error
 from .options import ActorConfig, actor_name
+from .ray_compat import on_completed
 from .wire import encode_call, pack_batch, response_from_wire, unpack_reply
 
 __all__ = ["ActorProxy"]
@@ -238,18 +239,15 @@ class ActorProxy:
         except Exception as exc:
             future.set_exception(exc)
             return future
-        scheduler = _scheduler(self.config.environment)
-        future._tick = scheduler.add(future, time.monotonic() + timeout)
-        future._scheduler = scheduler
+        future.arm(_scheduler(self.config.environment), time.monotonic() + timeout)
         try:
             ref = handle.handle.remote(
                 *pack_batch([(next(self._ids), time.time() + timeout, payload)])
             )
         except Exception as exc:
-            scheduler.discard(future, future._tick)
+            future.disarm()
             raise translate_ray_error(exc, name, method) from exc
-        future._ref = ref  # keeps the result alive until the callback ran
-        ref._on_completed(future._ray_done)
+        future.watch(ref)
         return future
 
 
@@ -265,6 +263,22 @@ class _RayCallFuture(AwaitableFuture):
         self._tick = -1
         self._scheduler: DeadlineScheduler | None = None
         self._ref: Any = None
+
+    def arm(self, scheduler: DeadlineScheduler, deadline: float) -> None:
+        """Fail with ``ServiceTimeoutError`` at ``deadline`` (``time.monotonic()``) unless Ray
+        answers first; call before sending, so an answer never finds it unarmed."""
+        self._tick = scheduler.add(self, deadline)
+        self._scheduler = scheduler
+
+    def disarm(self) -> None:
+        """The call could not be sent: forget the deadline."""
+        if self._scheduler is not None:
+            self._scheduler.discard(self, self._tick)
+
+    def watch(self, ref: Any) -> None:
+        """Complete from ``ref``, the call's ObjectRef, once Ray has its result."""
+        self._ref = ref  # keeps the result alive until the callback ran
+        on_completed(ref, self._ray_done)
 
     def _ray_done(self, data: Any) -> None:
         if self._scheduler is not None:
