@@ -11,7 +11,10 @@ from __future__ import annotations
 
 import numbers
 import zlib
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from ...runtime.chain import ChainProgram
 
 __all__ = ["install_partition_hash", "partition_hash"]
 
@@ -36,12 +39,12 @@ def partition_hash(key: Any) -> int:
     return zlib.crc32(repr(key).encode("utf-8", "surrogatepass"))
 
 
-def install_partition_hash(program: Any) -> None:
-    """Make ``program`` (a ``ChainProgram``) route keyed records by ``partition_hash``.
+def install_partition_hash(program: ChainProgram) -> None:
+    """Make ``program`` route keyed records by ``partition_hash``.
 
     The compiled chain looks ``hash`` up in its globals before the builtins, so adding it there
-    changes only this program.
+    changes only this program. Those globals are the ``__globals__`` of its port functions
+    (``program.ports``), which share one namespace.
     """
-    namespace = getattr(program, "_ns", None)
-    if isinstance(namespace, dict):
-        namespace["hash"] = partition_hash
+    for port in program.ports:
+        port.__globals__["hash"] = partition_hash
