@@ -4,19 +4,30 @@ A caller of a service on Ray sees the same errors as with threads: ``ServiceCall
 service raised, ``ServiceTimeoutError``, ``ServiceNotFoundError`` and ``ServiceUnavailableError``
 (an actor that died or is restarting). Two errors exist only here: a value Ray cannot serialize,
 and a cluster that cannot be reached.
+
+The text of Ray's own errors is long (a traceback per process it crossed); ``error_summary``
+picks the line that tells, and ``start_error`` / ``swap_error`` say why a service's actors did
+not start or take a new version.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ...errors import SageError, ServiceCallError, ServiceUnavailableError
 from ...runtime.messages import qualified_name
+
+if TYPE_CHECKING:
+    from .options import RayServiceOptions
 
 __all__ = [
     "INSTALL_HINT",
     "RayConnectionError",
     "ServiceSerializationError",
+    "error_summary",
+    "last_line",
+    "start_error",
+    "swap_error",
     "translate_ray_error",
 ]
 
@@ -101,3 +112,51 @@ def translate_ray_error(exc: BaseException, service: str, method: str) -> BaseEx
         f"service {service!r}: Ray failed the call {service}.{method}: "
         f"{type(exc).__name__}: {first}"
     )
+
+
+def start_error(
+    exc: BaseException, start_timeout: float, options: RayServiceOptions
+) -> BaseException:
+    """What a service whose actors did not start raises (``exc``: what Ray raised)."""
+    from ray import exceptions as rex
+
+    if isinstance(exc, rex.GetTimeoutError):
+        return RuntimeError(
+            f"its Ray actors did not start within {start_timeout:g} s; "
+            f"does the cluster have the resources asked for (num_cpus={options.num_cpus},"
+            f" num_gpus={options.num_gpus})?"
+        )
+    text = str(exc)
+    if "No module named" in text:
+        return RuntimeError(
+            f"its Ray actor cannot import the code that defines it ({last_line(text)}); "
+            f"define the service in the notebook or script, make its module importable on "
+            f"the cluster (RemoteEnvironment(..., runtime_env={{'working_dir': '.'}})), or "
+            f"call ray.cloudpickle.register_pickle_by_value(module)"
+        )
+    if isinstance(exc, rex.RayActorError):
+        return RuntimeError(f"its Ray actor died while starting: {error_summary(text)}")
+    return exc
+
+
+def swap_error(exc: BaseException) -> BaseException:
+    """The error a failed swap raises: the service's own when Ray reports it."""
+    cause = getattr(exc, "cause", None)
+    if isinstance(cause, BaseException):
+        return cause
+    return exc
+
+
+def last_line(text: str) -> str:
+    """The last line of ``text`` that is not blank."""
+    lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
+    return lines[-1] if lines else text
+
+
+def error_summary(text: str) -> str:
+    """The most telling line of a Ray error: the exception line of the innermost traceback."""
+    lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
+    for line in reversed(lines):
+        if ":" in line and not line.startswith(("File ", "^", "~")):
+            return line
+    return lines[0] if lines else text

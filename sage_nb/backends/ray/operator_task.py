@@ -34,6 +34,7 @@ from ...runtime.chain import ChainProgram
 from ...runtime.channel import CLOSED, Channel, ChannelClosed
 from ...runtime.tasks import OperatorTask
 from ...runtime.threads import make_thread
+from .errors import error_summary
 from .partition import install_partition_hash
 
 if TYPE_CHECKING:
@@ -217,10 +218,8 @@ class RemoteOperatorTask(OperatorTask):
             raise failure
 
     def _ray_failure(self, exc: BaseException, phase: str) -> BaseException:
-        from .service_task import _error_summary
-
         label = self.region.head.label
-        text = _error_summary(str(exc))
+        text = error_summary(str(exc))
         if "No module named" in str(exc):
             text += (
                 "; the actor cannot import the code of this operator: define it in the notebook "
