@@ -38,8 +38,10 @@ unit: $(STAMP)
 	$(PY) -m pytest
 
 ## make fast: the fast lane, every test that starts no kernel, Ray or browser and is not slow
+# Bytecode is cached even where the environment says not to (PYTHONDONTWRITEBYTECODE=1 here):
+# compiling the test modules and plugins again costs a few seconds of every inner-loop run.
 fast: $(STAMP)
-	$(PY) -m pytest -m "not slow and not kernel and not browser and not ray"
+	PYTHONDONTWRITEBYTECODE= $(PY) -m pytest -m "not slow and not kernel and not browser and not ray"
 
 ## make example: the reference's documented example, as a script
 example: $(STAMP)
