@@ -7,6 +7,7 @@ from __future__ import annotations
 import functools
 import json
 import re
+import signal
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -16,6 +17,12 @@ import pytest
 from support import COLLECTED, WAIT, sage_threads
 
 from sage_nb import LocalEnvironment
+
+# A run started as a background job of a non-interactive shell (`make test &`, some CI
+# runners) inherits SIGINT ignored, and Python then keeps it ignored: Ctrl-C tests in this
+# process would wait for an interrupt that never comes. Give SIGINT back its usual handler.
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 HERE = Path(__file__).resolve().parent
 
