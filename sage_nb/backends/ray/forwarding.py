@@ -31,12 +31,11 @@ import math
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
 from functools import partial
 from queue import Empty
 from typing import TYPE_CHECKING, Any
 
-from ...runtime.messages import ServiceRequest, ServiceResponse
+from ...runtime.messages import ServiceRequest
 from ...runtime.service.service_manager import SyncWaiter
 from ...runtime.threads import make_thread
 from .errors import ServiceSerializationError, translate_ray_error
@@ -72,7 +71,7 @@ class Forwarder:
     answers them.
 
     It reads the task's public face (``context``, ``name``, ``concurrency``, ``state``,
-    ``refusal``); ``deliver`` and ``deliver_error`` are the task's ways to answer a request.
+    ``refusal``) and answers a request with the task's ``deliver`` / ``deliver_error``.
     """
 
     def __init__(
@@ -80,16 +79,14 @@ class Forwarder:
         task: RayServiceTask,
         replicas: Replicas,
         ray: Any,
-        deliver: Callable[[ServiceRequest, ServiceResponse], None],
-        deliver_error: Callable[[ServiceRequest, BaseException], None],
     ) -> None:
         self.task = task
         self.context = task.context
         self.name = task.name
         self.concurrency = task.concurrency
         self.replicas = replicas
-        self.replies = Replies(self, task, replicas, ray, deliver, deliver_error)
-        self._deliver_error = deliver_error
+        self.replies = Replies(self, task, replicas, ray)
+        self._deliver_error = task.deliver_error
         # Held by the forwarder thread while it works and by a caller sending directly
         # (``direct``). Invariants: whoever holds it owns the replicas (their in_flight counts,
         # dead and checking flags), the backlog and the replies' counters other than done and

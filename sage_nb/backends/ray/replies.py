@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
@@ -102,8 +101,6 @@ class Replies:
         task: RayServiceTask,
         replicas: Replicas,
         ray: Any,
-        deliver: Callable[[ServiceRequest, ServiceResponse], None],
-        deliver_error: Callable[[ServiceRequest, BaseException], None],
     ) -> None:
         self.forwarder = forwarder
         self.task = task
@@ -111,8 +108,8 @@ class Replies:
         self.name = task.name
         self.replicas = replicas
         self._ray = ray
-        self._deliver = deliver
-        self._deliver_error = deliver_error
+        self._deliver = task.deliver
+        self._deliver_error = task.deliver_error
         # Invariants: sent maps the id of every request sent to an actor and not yet answered
         # to the request; whoever pops an id delivers its response, so each is delivered
         # exactly once.

@@ -86,9 +86,7 @@ class RayServiceTask(BaseServiceTask):
         # held while the send lock is taken.
         self._lock = threading.Lock()
         self._replicas = Replicas(self.name, factory.options.max_restarts)
-        self._forwarder = Forwarder(
-            self, self._replicas, self._ray, self._deliver, self._deliver_error
-        )
+        self._forwarder = Forwarder(self, self._replicas, self._ray)
 
     # -- lifecycle -------------------------------------------------------------------------
     def start(self) -> None:

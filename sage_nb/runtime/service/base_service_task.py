@@ -176,15 +176,15 @@ class BaseServiceTask:
         return _error_response(request, exc)
 
     @staticmethod
-    def _deliver(request: ServiceRequest, response: ServiceResponse) -> None:
+    def deliver(request: ServiceRequest, response: ServiceResponse) -> None:
         target = request.response_target
         if target is not None:
             target.deliver(response)
 
     @classmethod
-    def _deliver_error(cls, request: ServiceRequest, exc: BaseException) -> None:
+    def deliver_error(cls, request: ServiceRequest, exc: BaseException) -> None:
         """Fail ``request`` with an error of sage_nb's own (the service never ran it)."""
-        cls._deliver(request, _error_response(request, exc))
+        cls.deliver(request, _error_response(request, exc))
 
     # -- lifecycle, implemented by backends ------------------------------------------------
     def start(self) -> None:

@@ -163,7 +163,7 @@ class LocalServiceTask(BaseServiceTask):
             if type(request) is _Stop:
                 continue
             if ctx.pending.pop(request.request_id, None) is not None:
-                self._deliver_error(request, ctx.unavailable(reason))
+                self.deliver_error(request, ctx.unavailable(reason))
 
     def swap(self, factory: ServiceFactory, timeout: float | None = None) -> None:
         """Replace the running version with one built from ``factory``, losing no request.
@@ -301,7 +301,7 @@ class LocalServiceTask(BaseServiceTask):
                     if left > 0
                     else f"it will not restart (max_restarts={limit} used)"
                 )
-                self._deliver_error(
+                self.deliver_error(
                     request,
                     ServiceUnavailableError(
                         f"service {name!r} died while running this request "
@@ -326,10 +326,10 @@ class LocalServiceTask(BaseServiceTask):
 
     def _refuse(self, worker: _Worker, request: ServiceRequest) -> None:
         if self._refusing:
-            self._deliver_error(request, self.context.unavailable("it is stopping"))
+            self.deliver_error(request, self.context.unavailable("it is stopping"))
         else:
             worker.expired += 1
-            self._deliver(request, self.expired_response(request))
+            self.deliver(request, self.expired_response(request))
 
     # -- async def methods -----------------------------------------------------------------
     def _schedule(
@@ -358,7 +358,7 @@ class LocalServiceTask(BaseServiceTask):
         try:
             result = await fn(*request.args, **request.kwargs)
         except asyncio.CancelledError:
-            self._deliver_error(request, self.context.unavailable("it was stopped"))
+            self.deliver_error(request, self.context.unavailable("it was stopped"))
             return
         except BaseException as exc:
             elapsed = time.monotonic() - start
