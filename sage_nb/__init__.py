@@ -26,6 +26,7 @@ from .core.functions import (
     SourceFunction,
     StopSignal,
 )
+from .core.services import BaseService
 from .core.version import __version__
 from .errors import (
     JobCancelledError,
@@ -51,6 +52,7 @@ if TYPE_CHECKING:
 __all__ = [
     "BaseEnvironment",
     "BaseFunction",
+    "BaseService",
     "BatchFunction",
     "CoMapFunction",
     "DeadLetter",

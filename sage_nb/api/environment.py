@@ -19,14 +19,14 @@ Examples
 from __future__ import annotations
 
 import atexit
-import inspect
 import itertools
+import sys
 import threading
 import weakref
-from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
+from ..core.logs import set_console_level
 from ..core.transformation import Transformation
 from ..runtime.backend import Backend, ThreadBackend
 from ..runtime.dispatcher import Dispatcher
@@ -41,7 +41,7 @@ from ..runtime.service.service_factory import ServiceFactory, ServiceOptions
 from ..runtime.service.service_manager import ServiceManager
 from ..runtime.views import make_view
 from ..runtime.waiting import stop_interrupted, wait_for_job
-from .datastream import DataStream
+from .pipeline import PipelineBuilder
 
 __all__ = ["BaseEnvironment", "EnvironmentStatistics", "LocalEnvironment"]
 
@@ -53,7 +53,11 @@ _open_environments: weakref.WeakSet[BaseEnvironment] = weakref.WeakSet()
 
 @atexit.register
 def _close_all_at_exit() -> None:
-    # Daemon threads die with the interpreter; run every service's close() before that.
+    # Daemon threads die with the interpreter. A script may end right after a non-blocking
+    # submit() of a finite job (SAGE's programs do): let it deliver its records first, then
+    # run every service's close().
+    for env in list(_open_environments):
+        env.finish_finite_jobs()
     for env in list(_open_environments):
         env.close(timeout=2.0)
 
@@ -68,7 +72,7 @@ class EnvironmentStatistics:
     jobs: tuple[JobStatistics, ...]
 
 
-class BaseEnvironment:
+class BaseEnvironment(PipelineBuilder):
     """What every environment shares; use ``LocalEnvironment`` or ``RemoteEnvironment``.
 
     Parameters
@@ -258,55 +262,22 @@ class BaseEnvironment:
         jobs)."""
         return self._dispatcher.statistics()
 
-    # -- pipelines -------------------------------------------------------------------------
-    def _add(self, transformation: Transformation) -> DataStream:
-        if self._closed:
-            raise RuntimeError(f"environment {self.name!r} is closed")
-        self.pipeline.append(transformation)
-        return DataStream(self, transformation)
-
-    def from_batch(self, source: Any, *, name: str | None = None) -> DataStream:
-        """A finite source: a list or any iterable, or a ``BatchFunction`` (class or instance)
-        whose ``execute()`` returns records until it returns None."""
-        _check_source(source, "from_batch")
-        return self._add(
-            Transformation("source", None, [], source=source, name=name or "from_batch")
-        )
-
-    def from_collection(self, collection: Iterable[Any], *, name: str | None = None) -> DataStream:
-        """A finite source over a collection (same as ``from_batch`` with data)."""
-        return self.from_batch(collection, name=name or "from_collection")
-
-    def from_source(self, source: Any, *, name: str | None = None) -> DataStream:
-        """A stream source: a ``SourceFunction`` (class or instance), a callable or an iterable.
-
-        ``execute()`` (or the callable) is called for each record; returning ``StopSignal`` or
-        raising ``StopIteration`` ends the stream. An endless source runs until the job is
-        stopped.
-        """
-        _check_source(source, "from_source")
-        return self._add(
-            Transformation(
-                "source", None, [], source=source, name=name or "from_source", streaming=True
-            )
-        )
-
-    def clear_pipeline(self) -> None:
-        """Forget the pipeline built so far (services stay registered)."""
-        self.pipeline = []
-
-    def submit(self, autostop: bool = True) -> Job:
+    # -- jobs ------------------------------------------------------------------------------
+    def submit(self, autostop: bool | None = None) -> Job:
         """Run the pipeline.
 
-        With ``autostop=True`` (the default) wait until the job ends: every record of a finite
-        source reached every sink (an endless source runs until stopped or interrupted). Then
-        clean up and return the ``Job``; raise the operator's error if it failed.
-        With ``autostop=False`` return the running ``Job`` at once; a finite job still
-        finishes by itself when drained.
+        With ``autostop=True`` (sage_nb's default) wait until the job ends: every record of a
+        finite source reached every sink (an endless source runs until stopped or
+        interrupted). Then clean up and return the ``Job``; raise the operator's error if it
+        failed. With ``autostop=False`` (SAGE's default, in ``sage_nb.compat``) return the
+        running ``Job`` at once; a finite job still finishes by itself when drained, even if
+        the script ends first (the interpreter waits for it at exit).
 
         Ctrl-C while the job starts or runs stops it, then raises ``KeyboardInterrupt``
         (within 0.1 s: it is noted, then raised between short waits; see ``Interrupts``).
         """
+        if autostop is None:
+            autostop = self.semantics.blocking_submit
         with Interrupts() as interrupts:
             try:
                 job = self.start_job()  # an interrupt meanwhile only counts: see check()
@@ -344,6 +315,7 @@ class BaseEnvironment:
             max_batch=self.max_batch,
             create_task=self._backend.create_operator_task,
             on_done=lambda _job: self._dispatcher.activity.fire(),
+            record_at_a_time=self.semantics.record_at_a_time,
         )
         job.environment = self
         job.start()
@@ -362,6 +334,32 @@ class BaseEnvironment:
     def jobs(self) -> list[Job]:
         """Every job submitted from this environment, oldest first."""
         return list(self._job_manager.jobs)
+
+    def finish_finite_jobs(self, *, notice_after: float = 1.0) -> None:
+        """Wait for the running jobs whose sources are all finite (what the interpreter does
+        at exit); endless ones are left to ``close()``. Ctrl-C stops the job waited for. Says
+        on stderr what it waits for once that takes longer than ``notice_after`` seconds."""
+        for job in self.running_jobs():
+            if not job.finite:
+                continue
+            with Interrupts() as interrupts:
+                told = [False]
+
+                def tell(job: Job = job, told: list[bool] = told) -> None:
+                    if not told[0] and job.elapsed() > notice_after:
+                        told[0] = True
+                        done, total = job.progress()
+                        of = f" of {total:,}" if total is not None else ""
+                        print(
+                            f"sage_nb: waiting for job {job.name!r} to finish ({done:,}{of} "
+                            f"records read); Ctrl-C stops it",
+                            file=sys.stderr,
+                        )
+
+                try:
+                    wait_for_job(job, interrupts, tick=tell)
+                except KeyboardInterrupt:
+                    stop_interrupted(job, interrupts)
 
     def running_jobs(self) -> list[Job]:
         """The jobs that are running now (at most one: an environment runs a job at a time)."""
@@ -399,6 +397,12 @@ class BaseEnvironment:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+    def set_console_log_level(self, level: str | int) -> None:
+        """Show sage_nb's log records at ``level`` and above on the console (stderr): the
+        runtime's and those of functions' and services' ``self.logger``. ``level`` is a name
+        ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL") or a ``logging`` number."""
+        set_console_level(level)
 
     # -- observation -----------------------------------------------------------------------
     def statistics(self) -> EnvironmentStatistics:
@@ -447,17 +451,3 @@ class BaseEnvironment:
 
 class LocalEnvironment(BaseEnvironment):
     """Runs services and operators on daemon threads of this process."""
-
-
-def _check_source(source: Any, where: str) -> None:
-    if inspect.isclass(source) or callable(getattr(source, "execute", None)) or callable(source):
-        return
-    if isinstance(source, (str, bytes)):
-        raise TypeError(f"{where} got a {type(source).__name__}; pass a list of records instead")
-    try:
-        iter(source)
-    except TypeError:
-        raise TypeError(
-            f"{where} needs an iterable of records or a source function, "
-            f"got {type(source).__name__}: {source!r}"
-        ) from None

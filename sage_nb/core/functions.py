@@ -3,18 +3,23 @@
 Wherever a function is expected, sage_nb accepts a subclass of one of these classes, an instance
 of one, or a plain callable::
 
-    stream.map(Enrich)          # a class: instantiated once per parallel instance
-    stream.map(Enrich())        # an instance: used as is (copied for parallelism > 1)
-    stream.map(lambda r: r + 1) # a plain callable
+    stream.map(Enrich)              # a class: instantiated once per parallel instance
+    stream.map(Enrich, table, k=3)  # ... as Enrich(table, k=3), with the very objects given
+    stream.map(Enrich())            # an instance: used as is (copied for parallelism > 1)
+    stream.map(lambda r: r + 1)     # a plain callable
 
-Functions may define ``setup()`` and ``close()``; they run on the operator's thread before the
-first record and after the last. Inside ``execute``, ``self.call_service(...)`` calls a service.
+Classes are instantiated when the job is submitted, one instance per parallel instance, each
+given the same argument objects (no copies: a sink may fill a list it was handed). Functions
+may define ``setup()`` (or ``setup(context)``) and ``close()``; they run on the operator's
+thread before the first record and after the last. Inside ``execute``,
+``self.call_service(...)`` calls a service.
 """
 
 from __future__ import annotations
 
 import copy
 import inspect
+import logging
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
@@ -39,17 +44,62 @@ __all__ = [
 
 
 class StopSignal:
-    """Return this (the class or an instance) from ``SourceFunction.execute`` to end a stream."""
+    """Return this (the class or an instance) from ``SourceFunction.execute`` to end a stream.
+
+    An instance may carry a ``name`` (and anything else, as SAGE's does): it names the source
+    that stopped, for logs.
+    """
+
+    def __init__(self, name: str | None = None, *args: Any, **kwargs: Any) -> None:
+        self.name = name
+        self.args = args
+        self.kwargs = kwargs
+
+    def __repr__(self) -> str:
+        return f"StopSignal({self.name!r})" if self.name is not None else "StopSignal()"
 
 
 class BaseFunction:
-    """Base of every user function: gives it ``ctx`` and the service call helpers.
+    """Base of every user function: gives it ``ctx``, ``name``, ``logger`` and the service call
+    helpers.
 
-    ``ctx`` is set when the job starts: ``ctx.name`` (the operator), ``ctx.index`` and
-    ``ctx.parallelism`` (which parallel instance this is).
+    ``__init__`` takes any arguments and ignores them, so ``super().__init__(**kwargs)`` works
+    from any subclass. ``ctx`` is set when the job starts (an ``OperatorContext``):
+    ``ctx.name`` (the operator), ``ctx.parallel_index`` (also ``ctx.index``) and
+    ``ctx.parallelism``, and on a keyed stream ``ctx.get_key()``, the current record's key.
+    ``self.name`` is ``<operator name>_<parallel index>`` once running; ``self.logger`` is a
+    ``logging.Logger`` named after it (assign ``self.logger`` to use your own).
     """
 
     ctx: Any = None
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        pass
+
+    @property
+    def name(self) -> str:
+        given = self.__dict__.get("_name")
+        if given is not None:
+            return str(given)
+        ctx = self.__dict__.get("ctx")
+        if ctx is not None:
+            return str(ctx.function_name)
+        return type(self).__name__
+
+    @name.setter
+    def name(self, value: str) -> None:
+        self.__dict__["_name"] = value
+
+    @property
+    def logger(self) -> logging.Logger:
+        given = self.__dict__.get("_logger")
+        if given is not None:
+            return given  # type: ignore[no-any-return]
+        return logging.getLogger(f"sage_nb.function.{self.name}")
+
+    @logger.setter
+    def logger(self, value: Any) -> None:
+        self.__dict__["_logger"] = value
 
     def call_service(
         self,
@@ -165,7 +215,7 @@ class JoinFunction(BaseFunction):
     ``join`` for the usual case, or ``execute`` for windows, outer joins or expiry.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
         self._seen: dict[Any, tuple[list[Any], list[Any]]] = {}
 
     def join(self, left: Any, right: Any) -> Any:
@@ -225,14 +275,31 @@ class FunctionFactory:
     """Turns what a user passed (class, instance or callable) into per-instance functions.
 
     ``create(index)`` returns the object whose entry point the runtime calls: a fresh instance of
-    a class, the given instance (a copy for every parallel instance after the first), or the
-    callable itself (plain callables are shared).
+    a class (built from ``args`` and ``kwargs``, the objects themselves), the given instance (a
+    copy for every parallel instance after the first), or the callable itself (plain callables
+    are shared).
     """
 
-    def __init__(self, kind: str, spec: Any) -> None:
+    def __init__(
+        self,
+        kind: str,
+        spec: Any,
+        args: tuple[Any, ...] = (),
+        kwargs: dict[str, Any] | None = None,
+    ) -> None:
         self.kind = kind
         self.spec = spec
+        self.args = tuple(args)
+        self.kwargs = dict(kwargs or {})
         self.name = describe(spec)
+        if (self.args or self.kwargs) and not inspect.isclass(spec):
+            given = ", ".join([*map(repr, self.args), *(f"{k}=" for k in self.kwargs)])
+            raise TypeError(
+                f"{kind}({self.name}, {given}): arguments after the function are constructor "
+                f"arguments, so the function must be a class; got {type(spec).__name__}. Pass "
+                f"the class ({kind}(MyFunction, ...)) or bind them yourself "
+                f"(functools.partial)"
+            )
         entry = ENTRY_POINTS[kind]
         if kind == "join" and not _has(spec, "execute"):
             if not callable(spec):
@@ -254,7 +321,7 @@ class FunctionFactory:
     def create(self, index: int) -> Any:
         spec = self.spec
         if inspect.isclass(spec):
-            return spec()
+            return spec(*self.args, **self.kwargs)
         if _has(spec, ENTRY_POINTS[self.kind]) and not inspect.isroutine(spec):
             return spec if index == 0 else _copy_without_context(spec)
         return spec

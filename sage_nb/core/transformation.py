@@ -12,13 +12,18 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from .functions import FunctionFactory
 
-__all__ = ["ERROR_POLICIES", "Transformation"]
+__all__ = ["ERROR_POLICIES", "PARTITION_STRATEGIES", "Transformation"]
 
 _ids = itertools.count(1)
 
 #: What a record that makes an operator raise does: fail the job (the default), be skipped
-#: (counted in the operator's ``errors``), or go to ``job.dead_letters``.
-ERROR_POLICIES = ("fail", "skip", "dead_letter")
+#: (counted in the operator's ``errors``), be skipped and logged with its traceback (SAGE's
+#: way), or go to ``job.dead_letters``.
+ERROR_POLICIES = ("fail", "skip", "log", "dead_letter")
+
+#: How ``keyby`` spreads records over the next operator's parallel instances: by the key's hash
+#: (every record of a key meets one instance), to every instance, or in turn.
+PARTITION_STRATEGIES = ("hash", "broadcast", "round_robin")
 
 
 class Transformation:
@@ -41,6 +46,9 @@ class Transformation:
         input_keys: list[FunctionFactory | None] | None = None,
         on_error: Any = "fail",
         streaming: bool = False,
+        drop_none: bool = False,
+        delay: float = 0.0,
+        strategy: str = "hash",
     ) -> None:
         if not isinstance(parallelism, int) or isinstance(parallelism, bool) or parallelism < 1:
             raise ValueError(f"parallelism must be an int >= 1, got {parallelism!r}")
@@ -62,6 +70,17 @@ class Transformation:
         self.on_error = on_error
         #: Sources: True for ``from_source`` (None records are skipped), False for finite ones.
         self.streaming = streaming
+        #: Maps: a ``None`` result emits nothing (SAGE's semantics) instead of passing on.
+        self.drop_none = drop_none
+        #: Sources: seconds to wait between records (SAGE paces its sources).
+        self.delay = delay
+        if strategy not in PARTITION_STRATEGIES:
+            raise ValueError(
+                f"strategy must be one of {', '.join(map(repr, PARTITION_STRATEGIES))}, "
+                f"got {strategy!r}"
+            )
+        #: keyby: how keyed records reach the next operator's instances.
+        self.strategy = strategy
 
     @property
     def label(self) -> str:

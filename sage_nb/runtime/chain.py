@@ -24,7 +24,9 @@ operator and ``r`` is the record it was given, for ``OperatorError``.
 
 from __future__ import annotations
 
+import inspect
 import linecache
+import logging
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, NoReturn
 
@@ -35,7 +37,9 @@ from .dead_letters import DeadLetter
 if TYPE_CHECKING:
     from .graph import DataEdge, NodeCounters, OperatorNode, Region
 
-__all__ = ["ChainProgram"]
+__all__ = ["ChainProgram", "KeyCursor"]
+
+log = logging.getLogger(__name__)
 
 #: Compiled chains by (source, filename): resubmitting a pipeline does not compile again.
 _compiled: dict[tuple[str, str], Any] = {}
@@ -70,13 +74,18 @@ class ChainProgram:
         ]
         # Nodes whose output count is not their input count need a counter in the loop.
         self._counted: list[OperatorNode] = [
-            n for n in region.nodes if n.kind in ("filter", "flatmap", "join") or _guarded(n)
+            n
+            for n in region.nodes
+            if n.kind in ("filter", "flatmap", "join") or _guarded(n) or _drops_none(n)
         ]
         self._dead_letter = dead_letter
         self._filename = f"<sage_nb chain {region.label}#{index}>"
         self._ns: dict[str, Any] = {"fail": self._fail}
         self._line_labels: dict[int, str] = {}
         self._fns = fns
+        #: Functions on a keyed stream read the current record's key through these
+        #: (``ctx.get_key()``); one per node whose function is an object.
+        self.key_cursors: dict[int, KeyCursor] = {}
         self._lines: list[str] = []
         head = region.head
         n_ports = len(head.inputs) if head.kind in ("comap", "join") else 1
@@ -130,6 +139,23 @@ class ChainProgram:
         counts = "".join(f"c{n.id}, " for n in self._counted)
         self._line(1, f"return ({outs}), ({counts})")
 
+    def _cursor(self, node: OperatorNode, edge: DataEdge, ind: int) -> None:
+        """If ``node``'s function is an object on a keyed input, keep the record it is given
+        where its ``ctx.get_key()`` finds it."""
+        fn = self._fns.get(node.id)
+        if edge.key is None or fn is None or inspect.isroutine(fn):
+            return
+        cursor = self.key_cursors.get(node.id)
+        if cursor is None:
+            cursor = self.key_cursors[node.id] = KeyCursor()
+        c = self._name("kc", cursor)
+        if len(node.inputs) > 1:  # the port decides which key function applies
+            k = self._name("k", edge.key.entry(edge.key.create(self.index)))
+            self._line(ind, f"{c}.fn = {k}; {c}.record = r")
+        else:
+            cursor.fn = edge.key.entry(edge.key.create(self.index))
+            self._line(ind, f"{c}.record = r")
+
     def _head(self, port: int, ind: int) -> None:
         head = self.region.head
         if head.kind == "source":
@@ -137,6 +163,7 @@ class ChainProgram:
         elif head.kind == "comap":
             assert head.factory is not None
             f = self._name("f", head.factory.entry(self._fns[head.id], f"map{port}"))
+            self._cursor(head, head.inputs[port], ind)
             self._line(ind, f"r = {f}(r)", head.label)
             self._successors(head, ind)
         elif head.kind == "join":
@@ -144,6 +171,7 @@ class ChainProgram:
             assert edge.key is not None and head.factory is not None
             f = self._name("f", head.factory.entry(self._fns[head.id]))
             k = self._name("k", edge.key.entry(edge.key.create(self.index)))
+            self._cursor(head, edge, ind)
             self._line(ind, f"for r in {f}(r, {k}(r), {port}) or ():", head.label)
             self._line(ind + 1, f"c{head.id} += 1")
             self._successors(head, ind + 1)
@@ -153,11 +181,16 @@ class ChainProgram:
     def _stage(self, node: OperatorNode, ind: int) -> None:
         assert node.factory is not None
         f = self._name("f", node.factory.entry(self._fns[node.id]))
+        self._cursor(node, node.inputs[0], ind)
         if _guarded(node):
             self._guarded_stage(node, f, ind)
             return
         if node.kind == "map":
             self._line(ind, f"r = {f}(r)", node.label)
+            if _drops_none(node):
+                self._line(ind, "if r is not None:")
+                self._line(ind + 1, f"c{node.id} += 1")
+                ind += 1
         elif node.kind == "filter":
             self._line(ind, f"if {f}(r):", node.label)
             self._line(ind + 1, f"c{node.id} += 1")
@@ -189,6 +222,9 @@ class ChainProgram:
         self._line(ind, "else:")
         ind += 1
         if node.kind == "map":
+            if _drops_none(node):
+                self._line(ind, "if v is not None:")
+                ind += 1
             self._line(ind, "r = v")
         elif node.kind == "filter":
             self._line(ind, "if v:")
@@ -210,6 +246,9 @@ class ChainProgram:
                 raise exc
             counters.errors += 1
             if policy == "skip":
+                return
+            if policy == "log":  # SAGE's way: the error in the log, the job goes on
+                log.error("%s failed on record %r", label, record, exc_info=exc)
                 return
             letter = DeadLetter(label, record, exc)
             if callable(policy):
@@ -271,3 +310,22 @@ class ChainProgram:
 
 def _guarded(node: OperatorNode) -> bool:
     return node.on_error != "fail" and node.kind in ("map", "filter", "flatmap", "sink")
+
+
+def _drops_none(node: OperatorNode) -> bool:
+    return node.kind == "map" and node.transformation.drop_none
+
+
+class KeyCursor:
+    """The record a function on a keyed stream is processing, and the key function of its
+    input: ``OperatorContext.get_key()`` applies one to the other (only when asked)."""
+
+    __slots__ = ("fn", "record")
+
+    def __init__(self) -> None:
+        self.fn: Callable[[Any], Any] | None = None
+        self.record: Any = None
+
+    def key(self) -> Any:
+        fn = self.fn
+        return None if fn is None else fn(self.record)

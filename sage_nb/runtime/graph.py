@@ -121,11 +121,21 @@ class DataEdge:
     #: Records sent across this edge (remote edges only), updated per batch by the sender.
     records: list[int] = field(default_factory=lambda: [0])
 
+    #: How keyed records spread over the downstream instances: "hash", "broadcast" or
+    #: "round_robin" (``keyby(..., strategy=)``).
+    strategy: str = "hash"
+
     @property
     def partitioning(self) -> str:
+        """ "chained" (function calls in one task), "keyed" (by the key's hash), "broadcast"
+        (every batch to every instance) or "forward" (batches in turn)."""
         if self.chained:
             return "chained"
-        return "keyed" if self.key is not None and self.downstream.parallelism > 1 else "forward"
+        if self.key is None or self.downstream.parallelism == 1:
+            return "forward"
+        if self.strategy == "hash":
+            return "keyed"
+        return "broadcast" if self.strategy == "broadcast" else "forward"
 
 
 class Region:
@@ -152,6 +162,11 @@ class Region:
 
     def __repr__(self) -> str:
         return f"<Region {[n.label for n in self.nodes]} x{self.parallelism}>"
+
+
+def _strategy(t: Transformation) -> str:
+    """The partitioning strategy of the ``keyby`` nearest upstream of ``t`` ("hash" if none)."""
+    return t.strategy if t.kind == "keyby" else "hash"
 
 
 class ExecutionGraph:
@@ -198,7 +213,7 @@ class ExecutionGraph:
             down = nodes[t.id]
             for port, (up_t, key) in enumerate(zip(t.inputs, t.input_keys)):
                 up = nodes[real(up_t).id]
-                edge = DataEdge(up, down, port, key)
+                edge = DataEdge(up, down, port, key, strategy=_strategy(up_t))
                 edge.chained = (
                     len(t.inputs) == 1
                     and up.parallelism == down.parallelism

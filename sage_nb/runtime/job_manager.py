@@ -22,6 +22,7 @@ from ..errors import JobFailedError
 from .dead_letters import DeadLetter
 from .graph import ExecutionGraph, NodeStatistics, OperatorNode, Region
 from .tasks import OperatorTask
+from .transit import Transit
 from .views import make_view
 
 if TYPE_CHECKING:
@@ -73,6 +74,7 @@ class Job:
         max_batch: int = 1024,
         on_done: Callable[[Job], None] | None = None,
         create_task: OperatorTaskFactory = OperatorTask,
+        record_at_a_time: bool = False,
     ) -> None:
         self.name = name
         self.execution_graph = graph
@@ -83,6 +85,8 @@ class Job:
         self.stopping = False
         #: Set together with ``stopping``: interrupts waits (retry backoff) in operators.
         self.stop_event = threading.Event()
+        #: Record at a time (SAGE's semantics): batches between tasks, which sources wait on.
+        self.transit: Transit | None = Transit(self.stop_event) if record_at_a_time else None
         self.status = "created"
         self.error: BaseException | None = None
         #: Records that failed in operators with ``on_error="dead_letter"``.
@@ -144,6 +148,8 @@ class Job:
                 self._final = status
             self.stopping = True
         self.stop_event.set()
+        if self.transit is not None:
+            self.transit.wake()
         for task in self.tasks:
             task.abort()
 
@@ -177,6 +183,14 @@ class Job:
         return self._proxy_factory(node, self)
 
     # -- observation -----------------------------------------------------------------------
+    @property
+    def finite(self) -> bool:
+        """True if every source is finite (``from_batch``, ``from_collection``): the job ends
+        by itself once they are drained."""
+        return not any(
+            n.kind == "source" and n.transformation.streaming for n in self.execution_graph.nodes
+        )
+
     @property
     def done(self) -> bool:
         return self._done.is_set()
@@ -258,6 +272,7 @@ class JobManager:
         max_batch: int,
         on_done: Callable[[Job], None] | None = None,
         create_task: OperatorTaskFactory = OperatorTask,
+        record_at_a_time: bool = False,
     ) -> Job:
         graph = ExecutionGraph.compile(transformations, services)
         with self._lock:
@@ -275,6 +290,7 @@ class JobManager:
                 max_batch=max_batch,
                 on_done=on_done,
                 create_task=create_task,
+                record_at_a_time=record_at_a_time,
             )
             self.jobs.append(job)
         return job

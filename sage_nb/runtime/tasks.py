@@ -28,8 +28,10 @@ from .channel import CLOSED, Channel, ChannelClosed
 from .threads import make_thread
 
 if TYPE_CHECKING:
-    from .graph import Region
+    from .chain import KeyCursor
+    from .graph import OperatorNode, Region
     from .job_manager import Job
+    from .transit import Transit
 
 __all__ = ["OperatorContext", "OperatorTask"]
 
@@ -40,17 +42,103 @@ TARGET_BATCH_SECONDS = 0.005
 
 
 class OperatorContext:
-    """What a function sees as ``self.ctx``: which operator instance it is, and its proxy."""
+    """What a function sees as ``self.ctx``: which operator instance it is, and its proxy.
 
-    def __init__(self, name: str, index: int, parallelism: int, job: Job, proxy: Any) -> None:
+    ``name`` is the operator's label (``map(Enrich)``), ``parallel_index`` (also ``index``) and
+    ``parallelism`` say which parallel instance this is, ``function_name`` is SAGE's name of the
+    instance (``<operator name>_<parallel index>``), and on a keyed stream ``get_key()`` returns
+    the key of the record being processed.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        index: int,
+        parallelism: int,
+        job: Any,
+        proxy: Any,
+        *,
+        operator_name: str | None = None,
+        key_cursor: KeyCursor | None = None,
+    ) -> None:
         self.name = name
         self.index = index
         self.parallelism = parallelism
         self.job = job
         self.proxy = proxy
+        self.function_name = f"{operator_name or name}_{index}"
+        self._key_cursor = key_cursor
+
+    @property
+    def parallel_index(self) -> int:
+        return self.index
+
+    def get_key(self) -> Any:
+        """The key of the record being processed (on a stream after ``keyby``), else None."""
+        cursor = self._key_cursor
+        return None if cursor is None else cursor.key()
+
+    @property
+    def logger(self) -> logging.Logger:
+        return logging.getLogger(f"sage_nb.function.{self.function_name}")
 
     def __repr__(self) -> str:
         return f"<OperatorContext {self.name}[{self.index}/{self.parallelism}] of {self.job.name}>"
+
+
+def open_function(
+    fn: Any, node: OperatorNode, index: int, job: Any, proxy: Any, cursor: Any
+) -> None:
+    """Give ``fn`` (one parallel instance of ``node``) its context, then run its ``setup()``
+    (``setup(context)`` if it takes an argument); a failure raises ``OperatorError``."""
+    ctx = OperatorContext(
+        node.label,
+        index,
+        node.parallelism,
+        job,
+        proxy,
+        operator_name=node.transformation.name,
+        key_cursor=cursor,
+    )
+    try:
+        fn.ctx = ctx
+        if isinstance(fn, BaseFunction) or not hasattr(type(fn), "call_service"):
+            fn.call_service = proxy.call_service
+            fn.call_service_async = proxy.call_service_async
+    except (AttributeError, TypeError):
+        log.debug("could not give %r a context", fn)
+    setup = getattr(fn, "setup", None)
+    if callable(setup):
+        try:
+            if _wants_argument(setup):
+                setup(ctx)
+            else:
+                setup()
+        except Exception as exc:
+            no = OperatorError.NO_RECORD
+            raise OperatorError(node.label, no, exc, phase="setup()") from exc
+
+
+def close_function(label: str, fn: Any) -> None:
+    """Run ``fn.close()`` if it has one; a failure raises ``OperatorError``."""
+    close = getattr(fn, "close", None)
+    if callable(close):
+        try:
+            close()
+        except Exception as exc:
+            no = OperatorError.NO_RECORD
+            raise OperatorError(label, no, exc, phase="close()") from exc
+
+
+def _wants_argument(method: Any) -> bool:
+    """Whether ``method`` needs a positional argument (SAGE's ``setup(self, context)``)."""
+    try:
+        inspect.signature(method).bind()
+    except TypeError:
+        return True
+    except ValueError:  # no signature (a builtin): call it as it is
+        return False
+    return False
 
 
 class OperatorTask:
@@ -110,39 +198,19 @@ class OperatorTask:
         """Give each function its context and run its ``setup()``; ``opened`` collects those
         that need a ``close()``."""
         job = self.job
+        cursors = self.program.key_cursors
         for node in self.region.nodes:
             fn = self.functions.get(node.id)
             if fn is None or inspect.isroutine(fn):
                 continue
-            proxy = job.proxy_for(node)
-            ctx = OperatorContext(node.label, self.index, node.parallelism, job, proxy)
-            try:
-                fn.ctx = ctx
-                if isinstance(fn, BaseFunction) or not hasattr(type(fn), "call_service"):
-                    fn.call_service = proxy.call_service
-                    fn.call_service_async = proxy.call_service_async
-            except (AttributeError, TypeError):
-                log.debug("could not give %r a context", fn)
-            setup = getattr(fn, "setup", None)
-            if callable(setup):
-                try:
-                    setup()
-                except Exception as exc:
-                    no = OperatorError.NO_RECORD
-                    raise OperatorError(node.label, no, exc, phase="setup()") from exc
+            open_function(fn, node, self.index, job, job.proxy_for(node), cursors.get(node.id))
             opened.append((node.label, fn))
 
     @staticmethod
     def _close_functions(opened: list[tuple[str, Any]]) -> None:
         while opened:
             label, fn = opened.pop(0)
-            close = getattr(fn, "close", None)
-            if callable(close):
-                try:
-                    close()
-                except Exception as exc:
-                    no = OperatorError.NO_RECORD
-                    raise OperatorError(label, no, exc, phase="close()") from exc
+            close_function(label, fn)
 
     def _run_source(self) -> None:
         job = self.job
@@ -151,12 +219,17 @@ class OperatorTask:
         account = self.program.account
         send = self._send
         monotonic = time.monotonic
+        t = head.transformation
         try:
-            reader = _SourceReader(head.transformation.source, head.transformation.streaming)
+            reader = _SourceReader(self.functions.get(head.id, t.source), t.streaming)
         except Exception as exc:
             no = OperatorError.NO_RECORD
             raise OperatorError(head.label, no, exc, phase="opening the source") from exc
         head.total = reader.total
+        transit = job.transit
+        if t.delay or transit is not None:
+            self._run_paced(reader, t.delay, transit)
+            return
         # Batches only bound how much crosses a queue at once; a job that is one chained task
         # moves nothing between tasks, so only the time target limits its batches.
         limit = job.max_batch if self.program.out_edges else job.max_batch * 16
@@ -181,6 +254,29 @@ class OperatorTask:
             elif took > TARGET_BATCH_SECONDS * 4 and size > 1:
                 size //= 2
 
+    def _run_paced(self, reader: _SourceReader, delay: float, transit: Transit | None) -> None:
+        """Read one record at a time: wait ``delay`` seconds between reads (SAGE paces its
+        sources) and, record at a time, until the record has gone through the whole graph."""
+        job = self.job
+        head = self.region.head
+        run = self.program.ports[0]
+        stop = job.stop_event
+        while not job.stopping:
+            try:
+                batch = reader.read(1, time.monotonic())
+            except Exception as exc:
+                no = OperatorError.NO_RECORD
+                raise OperatorError(head.label, no, exc, phase="reading") from exc
+            if batch:
+                outputs, counts = run(batch)
+                self.program.account(1, counts)
+                if outputs:
+                    self._send(outputs)
+                if transit is not None and not transit.wait_quiet():
+                    return
+            if reader.exhausted or (delay and stop.wait(delay)):
+                return
+
     def _run_inputs(self) -> None:
         job = self.job
         assert self.channel is not None
@@ -189,6 +285,7 @@ class OperatorTask:
         account = self.program.account
         send = self._send
         open_inputs = sum(e.upstream.parallelism for e in self.region.remote_inputs)
+        transit = job.transit
         while open_inputs:
             message = get()
             if message is CLOSED:
@@ -201,28 +298,43 @@ class OperatorTask:
             account(len(batch), counts)
             if outputs:
                 send(outputs)
+            if transit is not None:
+                transit.done()
             if job.stopping:
                 return
 
     def _send(self, outputs: tuple[Any, ...]) -> None:
+        transit = self.job.transit
         for i, out in enumerate(outputs):
             edge = self.program.out_edges[i]
             targets = self.targets[i]
             port = edge.port
-            if edge.partitioning == "keyed":
+            partitioning = edge.partitioning
+            if partitioning == "keyed":
                 sent = 0
                 for target, part in zip(targets, out):
                     if part:
                         assert target.channel is not None
+                        if transit is not None:
+                            transit.sent()
                         target.channel.put((port, part))
                         sent += len(part)
-            elif out:
+            elif not out:
+                continue
+            elif partitioning == "broadcast":
+                for target in targets:  # every instance gets the batch (nobody mutates it)
+                    assert target.channel is not None
+                    if transit is not None:
+                        transit.sent()
+                    target.channel.put((port, out))
+                sent = len(out) * len(targets)
+            else:
                 target = targets[next(self._round_robin[i]) % len(targets)]
                 assert target.channel is not None
+                if transit is not None:
+                    transit.sent()
                 target.channel.put((port, out))
                 sent = len(out)
-            else:
-                continue
             edge.records[0] += sent
 
     def _send_end(self) -> None:
@@ -252,8 +364,6 @@ class _SourceReader:
         self._iter: Iterator[Any] | None = None
         self._call: Any = None
         self._stop_on_none = False
-        if inspect.isclass(spec):
-            spec = spec()
         execute = getattr(spec, "execute", None)
         if callable(execute):
             self._call = execute

@@ -23,12 +23,11 @@ from typing import Any
 
 import ray
 
-from ...core.functions import BaseFunction
 from ...errors import OperatorError
 from ...runtime.chain import ChainProgram
 from ...runtime.dead_letters import DeadLetter
 from ...runtime.graph import Region
-from ...runtime.tasks import OperatorContext
+from ...runtime.tasks import close_function, open_function
 from .actor_proxy import ActorProxy
 from .options import ActorConfig
 from .partition import install_partition_hash
@@ -73,21 +72,11 @@ class OperatorActor:
                 stop_event=self._stop_event,
                 on_resolve=called.add,
             )
-            ctx = OperatorContext(node.label, self.index, node.parallelism, self._job, proxy)  # type: ignore[arg-type]
             try:
-                fn.ctx = ctx
-                if isinstance(fn, BaseFunction) or not hasattr(type(fn), "call_service"):
-                    fn.call_service = proxy.call_service
-                    fn.call_service_async = proxy.call_service_async
-            except (AttributeError, TypeError):
-                pass
-            setup = getattr(fn, "setup", None)
-            if callable(setup):
-                try:
-                    setup()
-                except Exception as exc:
-                    no = OperatorError.NO_RECORD
-                    return portable(OperatorError(node.label, no, exc, phase="setup()"))
+                cursor = self.program.key_cursors.get(node.id)
+                open_function(fn, node, self.index, self._job, proxy, cursor)
+            except OperatorError as exc:
+                return portable(exc)
             self._opened.append((node.label, fn))
         return None
 
@@ -118,13 +107,10 @@ class OperatorActor:
         """Run every function's ``close()``; the first failure, or None."""
         while self._opened:
             label, fn = self._opened.pop(0)
-            close = getattr(fn, "close", None)
-            if callable(close):
-                try:
-                    close()
-                except Exception as exc:
-                    no = OperatorError.NO_RECORD
-                    return portable(OperatorError(label, no, exc, phase="close()"))
+            try:
+                close_function(label, fn)
+            except OperatorError as exc:
+                return portable(exc)
         return None
 
     @ray.method(concurrency_group="control")  # type: ignore[misc]

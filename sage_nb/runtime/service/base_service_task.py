@@ -35,9 +35,6 @@ log = logging.getLogger(__name__)
 #: The method name health checks use; it runs the service's ``health()``.
 HEALTH_METHOD = "__health__"
 
-#: Names a caller may not pick with ``method=``: lifecycle hooks and runtime helpers.
-_HIDDEN_METHODS = frozenset({"setup", "close", "health", "call_service", "call_service_async"})
-
 
 class ServiceVersion:
     """One built instance of a service and its resolved methods.
@@ -60,7 +57,7 @@ class ServiceVersion:
             return found
         if name == HEALTH_METHOD:  # the runtime's health check
             fn = getattr(self.instance, "health", None)
-        elif name.startswith("_") or name in _HIDDEN_METHODS:
+        elif name.startswith("_") or name in self.factory.hidden_methods:
             fn = None
         else:
             fn = getattr(self.instance, name, None)
@@ -71,19 +68,17 @@ class ServiceVersion:
 
     def public_methods(self) -> list[str]:
         inst = self.instance
+        hidden = self.factory.hidden_methods
         return sorted(
             n
             for n in dir(inst)
-            if not n.startswith("_")
-            and n not in _HIDDEN_METHODS
-            and n != "ctx"
-            and callable(getattr(inst, n, None))
+            if not n.startswith("_") and n not in hidden and callable(getattr(inst, n, None))
         )
 
     def close(self) -> None:
-        close = getattr(self.instance, "close", None)
-        if callable(close):
-            close()
+        """Run the instance's stop hooks (``close()``; SAGE's ``stop``, ``cleanup``,
+        ``terminate``)."""
+        self.factory.close_service(self.instance)
 
 
 @dataclass(frozen=True)

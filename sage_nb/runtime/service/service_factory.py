@@ -12,6 +12,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from ...core.services import BaseService
+
 if TYPE_CHECKING:
     from concurrent.futures import Future
 
@@ -87,8 +89,15 @@ class ServiceFactory:
     options: ServiceOptions = field(default_factory=ServiceOptions)
     #: Where the definition came from: "code" (register_service) or "cell" (%%sage_service).
     origin: str = "code"
+    #: Which hooks run: "sage" (SAGE's order, see ``START_HOOKS``), "sage_nb" (``setup``,
+    #: ``start_running``, ``close``) or "auto": SAGE's for a ``BaseService``, else sage_nb's.
+    lifecycle: str = "auto"
 
     def __post_init__(self) -> None:
+        if self.lifecycle not in ("auto", "sage", "sage_nb"):
+            raise ValueError(
+                f"lifecycle must be 'auto', 'sage' or 'sage_nb', got {self.lifecycle!r}"
+            )
         if inspect.isclass(self.target) or callable(self.target):
             return
         # An instance is a service if it has methods of its own: not a builtin value.
@@ -103,20 +112,80 @@ class ServiceFactory:
         t = self.target
         return getattr(t, "__qualname__", None) or type(t).__qualname__
 
+    @property
+    def sage_lifecycle(self) -> bool:
+        """Whether the service runs SAGE's hooks (``start``, ``stop``, ``cleanup``, ...)."""
+        if self.lifecycle != "auto":
+            return self.lifecycle == "sage"
+        t = self.target
+        return isinstance(t, BaseService) or (inspect.isclass(t) and issubclass(t, BaseService))
+
+    @property
+    def hidden_methods(self) -> frozenset[str]:
+        """Names a caller may not call with ``method=``: the lifecycle hooks, the helpers."""
+        return _SAGE_HIDDEN if self.sage_lifecycle else _HIDDEN
+
     def create_service(self, caller: ServiceCaller | None = None) -> Any:
+        """Build the service, give it its context, run its start hooks (``START_HOOKS``)."""
         target = self.target
-        if inspect.isclass(target):
-            instance = target(*self.args, **(self.kwargs or {}))
+        args, kwargs = self.args, self.kwargs or {}
+        ctx = ServiceInstanceContext(self.name, caller) if caller is not None else None
+        sage = self.sage_lifecycle
+        if inspect.isclass(target) and sage and ctx is not None:
+            # SAGE's services use self.ctx in __init__: it is set before __init__ runs.
+            if target.__new__ is object.__new__:
+                instance = object.__new__(target)
+            else:
+                instance = target.__new__(target, *args, **kwargs)
+            _inject(instance, ctx)
+            if isinstance(instance, target):
+                target.__init__(instance, *args, **kwargs)
+        elif inspect.isclass(target):
+            instance = target(*args, **kwargs)
         elif callable(target) and not hasattr(target, "process"):
             instance = _FunctionService(target)
         else:
             instance = target
-        if caller is not None:
-            _inject(instance, ServiceInstanceContext(self.name, caller))
-        setup = getattr(instance, "setup", None)
-        if callable(setup):
-            setup()
+        if ctx is not None:
+            _inject(instance, ctx)
+        for hooks in START_HOOKS["sage" if sage else "sage_nb"]:
+            _run_first(instance, hooks)
         return instance
+
+    def close_service(self, instance: Any) -> None:
+        """Run the service's stop hooks (``STOP_HOOKS``); the first failure raises after the
+        others ran."""
+        error: BaseException | None = None
+        for hooks in STOP_HOOKS["sage" if self.sage_lifecycle else "sage_nb"]:
+            try:
+                _run_first(instance, hooks)
+            except Exception as exc:
+                error = error or exc
+        if error is not None:
+            raise error
+
+
+#: The hooks run when a service starts, in order; of each tuple the first the service has.
+START_HOOKS = {
+    "sage": (("setup",), ("start_running", "start")),
+    "sage_nb": (("setup",), ("start_running",)),
+}
+#: ... and when it stops.
+STOP_HOOKS = {
+    "sage": (("stop",), ("cleanup", "close"), ("terminate",)),
+    "sage_nb": (("close",),),
+}
+_HELPERS = frozenset({"health", "call_service", "call_service_async", "ctx", "logger", "name"})
+_HIDDEN = _HELPERS | {"setup", "start_running", "close"}
+_SAGE_HIDDEN = _HIDDEN | {"start", "stop", "cleanup", "terminate"}
+
+
+def _run_first(instance: Any, names: tuple[str, ...]) -> None:
+    for name in names:
+        hook = getattr(instance, name, None)
+        if callable(hook):
+            hook()
+            return
 
 
 class ServiceInstanceContext:
