@@ -6,6 +6,7 @@ Nothing runs here. ``env.submit()`` compiles the transformations into an ``Execu
 from __future__ import annotations
 
 import builtins
+import inspect
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -15,7 +16,7 @@ from ..core.transformation import Transformation
 if TYPE_CHECKING:
     from .pipeline import PipelineBuilder
 
-__all__ = ["ConnectedStreams", "DataStream"]
+__all__ = ["ConnectedStreams", "DataStream", "PrintSink"]
 
 
 class DataStream:
@@ -162,10 +163,10 @@ class DataStream:
 
         In ``sage_nb.compat`` (SAGE's semantics) only the first record is printed, as
         ``🔍 Stream output: {prefix} | {record}``, followed by a notice that the rest goes to
-        the log at DEBUG level.
+        the log at DEBUG level (see ``PrintSink``).
         """
         if self._env.semantics.print_first_only:
-            return self.sink(_FirstRecordPrinter(prefix), name=name or "print")
+            return self.sink(PrintSink, prefix, name=name or "print")
         if prefix:
 
             def show(record: Any) -> None:
@@ -174,6 +175,20 @@ class DataStream:
             show.__name__ = "print"
             return self.sink(show, name=name)
         return self.sink(builtins.print, name=name)
+
+    def fill_future(self, future: DataStream) -> None:
+        """Feed this stream's records back into ``future`` (made by ``env.from_future``),
+        closing a loop."""
+        target = getattr(future, "transformation", None)
+        if target is None or target.kind != "future":
+            raise ValueError(
+                f"fill_future needs a stream made by env.from_future(name), got {future!r}"
+            )
+        if target.filled_by is not None:
+            raise RuntimeError(
+                f"future stream {target.name!r} is already filled by {target.filled_by.label}"
+            )
+        target.filled_by = self.transformation
 
     def connect(self, other: DataStream | ConnectedStreams) -> ConnectedStreams:
         """Combine with ``other`` for ``comap`` (one function per stream) or a keyed ``join``."""
@@ -184,23 +199,61 @@ class DataStream:
         return f"<DataStream after {self.transformation.label}>"
 
 
-class _FirstRecordPrinter(SinkFunction):
-    """SAGE's ``.print``: the first record on stdout, the others in the log (DEBUG)."""
+class PrintSink(SinkFunction):
+    """SAGE's print sink: ``.print()`` in ``sage_nb.compat``.
 
-    def __init__(self, prefix: str) -> None:
+    The first record is printed as ``🔍 Stream output: {prefix}{separator}{record}`` with a note
+    that the others go to the log (``self.logger`` at DEBUG; ``quiet=True`` prints the line
+    without the decoration). ``colored`` is accepted and ignored.
+    """
+
+    def __init__(
+        self,
+        prefix: str = "",
+        separator: str = " | ",
+        colored: bool = True,
+        quiet: bool = False,
+        **kwargs: Any,
+    ) -> None:
         self.prefix = prefix
+        self.separator = separator
+        self.quiet = quiet
         self._printed = False
 
+    def format(self, data: Any) -> str:
+        text = _format_record(data)
+        return f"{self.prefix}{self.separator}{text}" if self.prefix else text
+
     def execute(self, data: Any) -> None:
-        if not self._printed:
-            self._printed = True
-            builtins.print(f"\U0001f50d Stream output: {self.prefix} | {data}")
-            builtins.print(
-                f"(only the first record is printed; the rest goes to the log of "
-                f"{self.logger.name!r} at DEBUG level)"
-            )
-        else:
-            self.logger.debug("%s | %r", self.prefix, data)
+        if self._printed:
+            self.logger.debug("%s", self.format(data))
+            return
+        self._printed = True
+        if self.quiet:
+            builtins.print(self.format(data))
+            return
+        builtins.print(f"\U0001f50d Stream output: {self.format(data)}")
+        builtins.print("   (Further outputs logged. Check logs for details.)")
+
+
+def _format_record(data: Any) -> str:
+    """A record as SAGE's print sink shows it: dicts as ``k=v``, long lists shortened."""
+    if data is None:
+        return "None"
+    if isinstance(data, (str, int, float, bool)):
+        return str(data)
+    if isinstance(data, dict):
+        return ", ".join(f"{k}={v}" for k, v in data.items())
+    if isinstance(data, (list, tuple)):
+        if len(data) <= 5:
+            return str(list(data))
+        head = ", ".join(map(str, data[:5]))
+        return f"[{head}, ... (+{len(data) - 5} more)]"
+    state = getattr(data, "__dict__", None)
+    if state:
+        fields = ", ".join(f"{k}={v}" for k, v in list(state.items())[:3])
+        return f"{type(data).__name__}({fields})"
+    return str(data)
 
 
 class _CallablesCoMap(CoMapFunction):
@@ -213,52 +266,153 @@ class _CallablesCoMap(CoMapFunction):
 
 
 class ConnectedStreams:
-    """Two or more streams combined for ``comap`` or ``join``."""
+    """Two or more streams combined: ``comap`` (a function per stream), ``join`` (keyed
+    streams), or ``map``/``filter``/``flatmap``/``sink``/``print`` over the union of their
+    records; ``keyby`` keys every stream."""
 
     def __init__(self, env: PipelineBuilder, streams: list[DataStream]) -> None:
         self._env = env
         self.streams = streams
 
-    def connect(self, other: DataStream) -> ConnectedStreams:
-        return ConnectedStreams(self._env, [*self.streams, other])
+    def connect(self, other: DataStream | ConnectedStreams) -> ConnectedStreams:
+        more = other.streams if isinstance(other, ConnectedStreams) else [other]
+        return ConnectedStreams(self._env, [*self.streams, *more])
 
-    def _node(self, kind: str, factory: FunctionFactory, parallelism: int, name: str | None):
+    def _node(
+        self,
+        kind: str,
+        factory: FunctionFactory,
+        parallelism: int | None,
+        name: str | None,
+        on_error: Any = None,
+    ) -> DataStream:
         inputs = [s.transformation for s in self.streams]
-        return Transformation(
+        semantics = self._env.semantics
+        node = Transformation(
             kind,
             factory,
             inputs,
-            parallelism=parallelism,
+            parallelism=1 if parallelism is None else parallelism,
             name=name,
             input_keys=[t.key for t in inputs],
+            on_error=semantics.on_error if on_error is None else on_error,
+            drop_none=semantics.drop_none and kind in ("map", "comap"),
         )
+        return self._env._add(node)
 
-    def comap(
-        self, *fns: Any, parallelism: int | None = None, name: str | None = None
+    # -- the union of the streams ------------------------------------------------------------
+    def map(
+        self,
+        fn: Any,
+        *args: Any,
+        parallelism: int | None = None,
+        name: str | None = None,
+        on_error: Any = None,
+        **kwargs: Any,
     ) -> DataStream:
-        """Map each stream with its own function: a ``CoMapFunction`` (``map0``, ``map1``, …)
-        or one plain callable per stream."""
+        """Apply ``fn`` to every record of every stream (their union), as ``DataStream.map``."""
+        factory = FunctionFactory("map", fn, args, kwargs)
+        return self._node("map", factory, parallelism, name, on_error)
+
+    def filter(
+        self,
+        fn: Any,
+        *args: Any,
+        parallelism: int | None = None,
+        name: str | None = None,
+        on_error: Any = None,
+        **kwargs: Any,
+    ) -> DataStream:
+        """Keep the records of every stream for which ``fn(record)`` is true."""
+        factory = FunctionFactory("filter", fn, args, kwargs)
+        return self._node("filter", factory, parallelism, name, on_error)
+
+    def flatmap(
+        self,
+        fn: Any,
+        *args: Any,
+        parallelism: int | None = None,
+        name: str | None = None,
+        on_error: Any = None,
+        **kwargs: Any,
+    ) -> DataStream:
+        """Replace every record of every stream with the records ``fn(record)`` returns."""
+        factory = FunctionFactory("flatmap", fn, args, kwargs)
+        return self._node("flatmap", factory, parallelism, name, on_error)
+
+    def sink(
+        self,
+        fn: Any,
+        *args: Any,
+        parallelism: int | None = None,
+        name: str | None = None,
+        on_error: Any = None,
+        **kwargs: Any,
+    ) -> DataStream:
+        """Consume every record of every stream; returns the sink's stream (as SAGE does)."""
+        factory = FunctionFactory("sink", fn, args, kwargs)
+        return self._node("sink", factory, parallelism, name, on_error)
+
+    def print(self, prefix: str = "", *, name: str | None = None) -> DataStream:
+        """Print every record of every stream (see ``DataStream.print``)."""
+        if self._env.semantics.print_first_only:
+            return self.sink(PrintSink, prefix, name=name or "print")
+        return self.sink(_Printer, prefix, name=name or "print")
+
+    def keyby(self, fn: Any, *args: Any, strategy: str = "hash", **kwargs: Any) -> ConnectedStreams:
+        """Key every stream: by ``fn`` (each stream), or by a list or tuple of key functions,
+        one per stream. Returns the connected keyed streams (for ``join`` or ``comap``)."""
         n = len(self.streams)
-        if len(fns) == 1:
-            spec = fns[0]
-        elif len(fns) == n and all(callable(f) for f in fns):
-            spec = _CallablesCoMap(tuple(fns))
-            name = name or ", ".join(describe(f) for f in fns)
+        fns = list(fn) if isinstance(fn, (list, tuple)) else [fn] * n
+        if len(fns) != n:
+            raise ValueError(f"keyby got {len(fns)} key functions for {n} connected streams")
+        keyed = [s.keyby(f, *args, strategy=strategy, **kwargs) for s, f in zip(self.streams, fns)]
+        return ConnectedStreams(self._env, keyed)
+
+    # -- a function per stream ---------------------------------------------------------------
+    def comap(
+        self,
+        fn: Any,
+        *more: Any,
+        parallelism: int | None = None,
+        name: str | None = None,
+        on_error: Any = None,
+        **kwargs: Any,
+    ) -> DataStream:
+        """Map each stream with its own function: a ``CoMapFunction`` (``map0``, ``map1``, …;
+        a class may be followed by its constructor's arguments) or one plain callable per
+        stream."""
+        n = len(self.streams)
+        args: tuple[Any, ...] = ()
+        spec: Any
+        if inspect.isclass(fn):
+            spec, args = fn, more
+        elif not more:
+            spec = fn
+        elif len(more) + 1 == n and all(callable(f) for f in (fn, *more)):
+            spec = _CallablesCoMap((fn, *more))
+            name = name or ", ".join(describe(f) for f in (fn, *more))
         else:
             raise TypeError(
-                f"comap takes a CoMapFunction or {n} callables (one per stream), got {len(fns)}"
+                f"comap takes a CoMapFunction (class or instance) or {n} callables (one per "
+                f"stream), got {len(more) + 1} arguments"
             )
-        factory = FunctionFactory("comap", spec)
+        factory = FunctionFactory("comap", spec, args, kwargs)
         for port in range(n):
             if not callable(getattr(spec, f"map{port}", None)):
                 raise TypeError(f"{factory.name} needs a map{port}() method for stream {port}")
-        node = self._node("comap", factory, 1 if parallelism is None else parallelism, name)
-        return self._env._add(node)
+        return self._node("comap", factory, parallelism, name, on_error)
 
     def join(
-        self, fn: Any, *, parallelism: int | None = None, name: str | None = None
+        self,
+        fn: Any,
+        *args: Any,
+        parallelism: int | None = None,
+        name: str | None = None,
+        **kwargs: Any,
     ) -> DataStream:
-        """Join two keyed streams on their keys: a ``JoinFunction`` or ``fn(left, right)``.
+        """Join two keyed streams on their keys: a ``JoinFunction`` (class, with its
+        constructor's arguments, or instance) or ``fn(left, right)``.
 
         Both streams must be keyed (``.keyby(...)``) before ``connect``; records meet when their
         keys are equal.
@@ -271,9 +425,21 @@ class ConnectedStreams:
                     f"join needs keyed streams: stream {port} ({s.transformation.label}) has no "
                     f"key; call .keyby(fn) on it before .connect()"
                 )
-        factory = FunctionFactory("join", fn)
-        node = self._node("join", factory, 1 if parallelism is None else parallelism, name)
-        return self._env._add(node)
+        factory = FunctionFactory("join", fn, args, kwargs)
+        return self._node("join", factory, parallelism, name, "fail")
 
     def __repr__(self) -> str:
         return f"<ConnectedStreams of {len(self.streams)}>"
+
+
+class _Printer(SinkFunction):
+    """``print`` after an optional prefix."""
+
+    def __init__(self, prefix: str = "") -> None:
+        self.prefix = prefix
+
+    def execute(self, data: Any) -> None:
+        if self.prefix:
+            builtins.print(self.prefix, data)
+        else:
+            builtins.print(data)

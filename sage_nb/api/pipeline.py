@@ -122,6 +122,22 @@ class PipelineBuilder:
         )
         return self._add(node)
 
+    def from_future(self, name: str) -> DataStream:
+        """A stream whose records come from later in the pipeline: a feedback loop.
+
+        Connect it like any stream, then close the loop with ``stream.fill_future(future)``::
+
+            fut = env.from_future("feedback")
+            merged = start.connect(fut).comap(Merge)
+            merged.map(Step).fill_future(fut)
+
+        A job with a loop ends once its sources are drained and nothing is left in the loop
+        (SAGE 0.2 never ends such a job; use ``submit()`` and ``env.close()`` there).
+        """
+        if not isinstance(name, str) or not name:
+            raise ValueError(f"a future stream needs a name, got {name!r}")
+        return self._add(Transformation("future", None, [], name=name))
+
     def clear_pipeline(self) -> None:
         """Forget the pipeline built so far (services stay registered)."""
         self.pipeline = []

@@ -81,6 +81,8 @@ class Transformation:
             )
         #: keyby: how keyed records reach the next operator's instances.
         self.strategy = strategy
+        #: future (``env.from_future``): the transformation whose records are fed back here.
+        self.filled_by: Transformation | None = None
 
     @property
     def label(self) -> str:

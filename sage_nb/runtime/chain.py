@@ -24,7 +24,6 @@ operator and ``r`` is the record it was given, for ``OperatorError``.
 
 from __future__ import annotations
 
-import inspect
 import linecache
 import logging
 from collections.abc import Callable
@@ -88,7 +87,7 @@ class ChainProgram:
         self.key_cursors: dict[int, KeyCursor] = {}
         self._lines: list[str] = []
         head = region.head
-        n_ports = len(head.inputs) if head.kind in ("comap", "join") else 1
+        n_ports = max(1, len(head.inputs))  # a union (connected.map) has a port per stream
         for port in range(n_ports):
             self._port_function(port)
         text = "\n".join(self._lines) + "\n"
@@ -142,8 +141,12 @@ class ChainProgram:
     def _cursor(self, node: OperatorNode, edge: DataEdge, ind: int) -> None:
         """If ``node``'s function is an object on a keyed input, keep the record it is given
         where its ``ctx.get_key()`` finds it."""
-        fn = self._fns.get(node.id)
-        if edge.key is None or fn is None or inspect.isroutine(fn):
+        if edge.key is None:
+            # Downstream of a keyby, records keep their key (as in SAGE): a function chained
+            # after the keyed one reads the key of the record that entered it.
+            inherited = self.key_cursors.get(edge.upstream.id) if edge.chained else None
+            if inherited is not None:
+                self.key_cursors[node.id] = inherited
             return
         cursor = self.key_cursors.get(node.id)
         if cursor is None:
@@ -165,6 +168,10 @@ class ChainProgram:
             f = self._name("f", head.factory.entry(self._fns[head.id], f"map{port}"))
             self._cursor(head, head.inputs[port], ind)
             self._line(ind, f"r = {f}(r)", head.label)
+            if _drops_none(head):
+                self._line(ind, "if r is not None:")
+                self._line(ind + 1, f"c{head.id} += 1")
+                ind += 1
             self._successors(head, ind)
         elif head.kind == "join":
             edge = head.inputs[port]
@@ -176,12 +183,12 @@ class ChainProgram:
             self._line(ind + 1, f"c{head.id} += 1")
             self._successors(head, ind + 1)
         else:
-            self._stage(head, ind)
+            self._stage(head, ind, head.inputs[port])
 
-    def _stage(self, node: OperatorNode, ind: int) -> None:
+    def _stage(self, node: OperatorNode, ind: int, edge: DataEdge | None = None) -> None:
         assert node.factory is not None
         f = self._name("f", node.factory.entry(self._fns[node.id]))
-        self._cursor(node, node.inputs[0], ind)
+        self._cursor(node, edge or node.inputs[0], ind)
         if _guarded(node):
             self._guarded_stage(node, f, ind)
             return
@@ -313,7 +320,7 @@ def _guarded(node: OperatorNode) -> bool:
 
 
 def _drops_none(node: OperatorNode) -> bool:
-    return node.kind == "map" and node.transformation.drop_none
+    return node.kind in ("map", "comap") and node.transformation.drop_none
 
 
 class KeyCursor:

@@ -55,6 +55,13 @@ class Channel:
             self._not_full.notify()
             return item
 
+    def nudge(self, item: Any) -> None:
+        """Put a control message whatever the capacity (it never waits): a wake-up."""
+        with self._lock:
+            if not self._closed:
+                self._items.append(item)
+                self._not_empty.notify()
+
     def close(self) -> None:
         """Wake everyone: pending and future ``get`` return ``CLOSED``, ``put`` raises."""
         with self._lock:

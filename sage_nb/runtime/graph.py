@@ -124,6 +124,9 @@ class DataEdge:
     #: How keyed records spread over the downstream instances: "hash", "broadcast" or
     #: "round_robin" (``keyby(..., strategy=)``).
     strategy: str = "hash"
+    #: A feedback edge closes a loop (``from_future`` / ``fill_future``): its upstream comes
+    #: later in the graph, and it ends when the loop has died out, not with an end of stream.
+    feedback: bool = False
 
     @property
     def partitioning(self) -> str:
@@ -193,7 +196,7 @@ class ExecutionGraph:
         """Build the graph of ``transformations`` (in the order they were added)."""
         nodes: dict[int, OperatorNode] = {}
         for t in transformations:
-            if t.kind != "keyby":
+            if t.kind not in ("keyby", "future"):
                 nodes[t.id] = OperatorNode(t)
         if not any(n.kind == "source" for n in nodes.values()):
             raise ValueError(
@@ -201,21 +204,33 @@ class ExecutionGraph:
                 "or env.from_source(fn)"
             )
 
-        def real(t: Transformation) -> Transformation:
-            while t.kind == "keyby":
-                t = t.inputs[0]
-            return t
+        def real(t: Transformation) -> tuple[Transformation, bool]:
+            """The transformation a node's input comes from, and whether it closes a loop."""
+            feedback = False
+            while t.kind in ("keyby", "future"):
+                if t.kind == "future":
+                    if t.filled_by is None:
+                        raise ValueError(
+                            f"future stream {t.name!r} was never filled: call "
+                            f"stream.fill_future(future) with the stream that feeds it back"
+                        )
+                    t, feedback = t.filled_by, True
+                else:
+                    t = t.inputs[0]
+            return t, feedback
 
         edges: list[DataEdge] = []
         for t in transformations:
-            if t.kind == "keyby":
+            if t.kind in ("keyby", "future"):
                 continue
             down = nodes[t.id]
             for port, (up_t, key) in enumerate(zip(t.inputs, t.input_keys)):
-                up = nodes[real(up_t).id]
-                edge = DataEdge(up, down, port, key, strategy=_strategy(up_t))
+                source, feedback = real(up_t)
+                up = nodes[source.id]
+                edge = DataEdge(up, down, port, key, strategy=_strategy(up_t), feedback=feedback)
                 edge.chained = (
-                    len(t.inputs) == 1
+                    not feedback
+                    and len(t.inputs) == 1
                     and up.parallelism == down.parallelism
                     and (key is None or down.parallelism == 1)
                 )

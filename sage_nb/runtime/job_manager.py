@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 from ..errors import JobFailedError
 from .dead_letters import DeadLetter
 from .graph import ExecutionGraph, NodeStatistics, OperatorNode, Region
-from .tasks import OperatorTask
+from .tasks import QUIET, OperatorTask
 from .transit import Transit
 from .views import make_view
 
@@ -85,8 +85,12 @@ class Job:
         self.stopping = False
         #: Set together with ``stopping``: interrupts waits (retry backoff) in operators.
         self.stop_event = threading.Event()
-        #: Record at a time (SAGE's semantics): batches between tasks, which sources wait on.
-        self.transit: Transit | None = Transit(self.stop_event) if record_at_a_time else None
+        #: Batches between tasks: sources wait on it record at a time (SAGE's semantics), and
+        #: the tasks a feedback loop feeds learn from it that the loop has died out.
+        loops = [e.downstream for e in graph.edges if e.feedback]
+        self.transit: Transit | None = (
+            Transit(self.stop_event) if record_at_a_time or loops else None
+        )
         self.status = "created"
         self.error: BaseException | None = None
         #: Records that failed in operators with ``on_error="dead_letter"``.
@@ -109,6 +113,15 @@ class Job:
         for task in self.tasks:
             task.targets = [by_node[e.downstream.id] for e in task.program.out_edges]
         self._remaining = len(self.tasks)
+        if loops and self.transit is not None:
+            fed = [t.channel for t in self.tasks if t.region.head in loops]
+
+            def wake_loops() -> None:
+                for channel in fed:
+                    if channel is not None:
+                        channel.nudge(QUIET)
+
+            self.transit.on_quiet = wake_loops
 
     # -- lifecycle -------------------------------------------------------------------------
     def start(self) -> None:

@@ -33,12 +33,16 @@ if TYPE_CHECKING:
     from .job_manager import Job
     from .transit import Transit
 
-__all__ = ["OperatorContext", "OperatorTask"]
+__all__ = ["QUIET", "OperatorContext", "OperatorTask", "close_function", "open_function"]
 
 log = logging.getLogger(__name__)
 
 #: A source batch should take about this long to read and process.
 TARGET_BATCH_SECONDS = 0.005
+
+#: Sent to the tasks a feedback loop feeds when nothing is in transit (see ``transit.py``).
+QUIET_BATCH: Any = object()
+QUIET = (-1, QUIET_BATCH)
 
 
 class OperatorContext:
@@ -284,15 +288,24 @@ class OperatorTask:
         ports = self.program.ports
         account = self.program.account
         send = self._send
-        open_inputs = sum(e.upstream.parallelism for e in self.region.remote_inputs)
+        inputs = self.region.remote_inputs
+        open_inputs = sum(e.upstream.parallelism for e in inputs if not e.feedback)
+        looped = any(e.feedback for e in inputs)
         transit = job.transit
-        while open_inputs:
+        while open_inputs or looped:
             message = get()
             if message is CLOSED:
                 return
             port, batch = message
             if batch is None:
-                open_inputs -= 1
+                if not inputs[port].feedback:
+                    open_inputs -= 1
+                if looped and not open_inputs and transit is not None and not transit.pending:
+                    return  # drained, and the loop has died out
+                continue
+            if batch is QUIET_BATCH:
+                if not open_inputs and transit is not None and not transit.pending:
+                    return
                 continue
             outputs, counts = ports[port](batch)
             account(len(batch), counts)

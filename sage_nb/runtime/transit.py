@@ -1,9 +1,11 @@
 """``Transit``: batches on their way between the tasks of a job, so a source can wait until the
 graph is quiet.
 
-Used only by jobs that run record at a time (SAGE's semantics, ``Semantics.record_at_a_time``):
+Used by jobs that run record at a time (SAGE's semantics, ``Semantics.record_at_a_time``):
 each source record must go through the whole graph before the next one is read, so what a later
-operator writes through a service for record i is seen by an earlier one for record i+1::
+operator writes through a service for record i is seen by an earlier one for record i+1. And by
+jobs with a feedback loop (``from_future``): once their sources are drained, the loop has died
+out when nothing is in transit, and the tasks it feeds are told so (``on_quiet``)::
 
     source task ── put batch ──▶ sent()      task ── takes batch, runs it, puts its outputs
          │                                     │     (sent() for each) ── done()
@@ -16,6 +18,7 @@ while records are still inside the graph.
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 
 __all__ = ["Transit"]
 
@@ -23,11 +26,15 @@ __all__ = ["Transit"]
 class Transit:
     """How many batches are queued or being processed between tasks."""
 
-    def __init__(self, stop_event: threading.Event) -> None:
-        # Invariants: _pending changes under _cond; waiters are woken when it reaches 0.
+    def __init__(
+        self, stop_event: threading.Event, on_quiet: Callable[[], None] | None = None
+    ) -> None:
+        # Invariants: _pending changes under _cond; waiters are woken when it reaches 0, and
+        # on_quiet (which must not wait) is called after, outside the lock.
         self._cond = threading.Condition()
         self._pending = 0
         self._stop_event = stop_event
+        self.on_quiet = on_quiet
 
     def sent(self, batches: int = 1) -> None:
         with self._cond:
@@ -36,8 +43,11 @@ class Transit:
     def done(self) -> None:
         with self._cond:
             self._pending -= 1
-            if self._pending <= 0:
+            quiet = self._pending <= 0
+            if quiet:
                 self._cond.notify_all()
+        if quiet and self.on_quiet is not None:
+            self.on_quiet()
 
     def wake(self) -> None:
         """Wake waiters (the job is stopping)."""

@@ -64,8 +64,14 @@ def operator_actor_class(ray: Any) -> Any:
 
 
 def runs_on_ray(region: Region) -> bool:
-    """Whether a ``RemoteEnvironment`` runs ``region``'s instances as actors."""
-    return region.parallelism > 1 and not any(n.kind in ("source", "sink") for n in region.nodes)
+    """Whether a ``RemoteEnvironment`` runs ``region``'s instances as actors: parallel regions,
+    except those with a source or a sink, and those a feedback loop feeds (a loop learns on
+    the driver that it has died out)."""
+    return (
+        region.parallelism > 1
+        and not any(n.kind in ("source", "sink") for n in region.nodes)
+        and not any(e.feedback for e in region.remote_inputs)
+    )
 
 
 def create_operator_task(
