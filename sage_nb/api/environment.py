@@ -105,6 +105,10 @@ class BaseEnvironment(PipelineBuilder):
     call_service: Any
     call_service_async: Any
 
+    #: Which hooks services run: "auto" (SAGE's for a ``BaseService``, see
+    #: ``ServiceFactory``), "sage" (``sage_nb.compat``) or "sage_nb".
+    lifecycle: str = "auto"
+
     def __init__(
         self,
         name: str | None = None,
@@ -215,7 +219,9 @@ class BaseEnvironment(PipelineBuilder):
                 return found
 
             return decorate
-        factory = ServiceFactory(name, target, tuple(args), dict(kwargs or {}), options)
+        factory = ServiceFactory(
+            name, target, tuple(args), dict(kwargs or {}), options, lifecycle=self.lifecycle
+        )
         self.register_factory(factory, replace=replace)
         return target
 
