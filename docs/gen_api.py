@@ -23,9 +23,18 @@ SECTIONS: list[tuple[str, list[object]]] = [
             sage_nb.LocalEnvironment,
             "sage_nb.backends.ray.RemoteEnvironment",
             sage_nb.BaseEnvironment,
+            "sage_nb.api.pipeline.PipelineBuilder",
+            "sage_nb.core.semantics.Semantics",
         ],
     ),
-    ("Streams", ["sage_nb.api.datastream.DataStream", "sage_nb.api.datastream.ConnectedStreams"]),
+    (
+        "Streams",
+        [
+            "sage_nb.api.datastream.DataStream",
+            "sage_nb.api.datastream.ConnectedStreams",
+            "sage_nb.api.datastream.PrintSink",
+        ],
+    ),
     (
         "Functions",
         [
@@ -42,6 +51,7 @@ SECTIONS: list[tuple[str, list[object]]] = [
             sage_nb.BaseFunction,
         ],
     ),
+    ("Services", [sage_nb.BaseService]),
     ("Calls", [ProxyManager, sage_nb.ServiceFuture, sage_nb.RetryPolicy, sage_nb.HealthReport]),
     ("Jobs", [sage_nb.Job, sage_nb.DeadLetter]),
     (
@@ -58,6 +68,21 @@ SECTIONS: list[tuple[str, list[object]]] = [
             sage_nb.JobCancelledError,
             "sage_nb.backends.ray.ServiceSerializationError",
             "sage_nb.backends.ray.RayConnectionError",
+        ],
+    ),
+    (
+        "SAGE compatibility (`sage_nb.compat`, see sage-compat.md)",
+        [
+            "sage_nb.compat.LocalEnvironment",
+            "sage_nb.compat.CustomLogger",
+            "sage_nb.compat.FlatMapFunction",
+            "sage_nb.compat.FutureFunction",
+            "sage_nb.compat.Collector",
+            "sage_nb.compat.wrap_lambda",
+            "sage_nb.compat.ensure_ray_initialized",
+            "sage_nb.compat.aliases.install",
+            "sage_nb.compat.aliases.uninstall",
+            "sage_nb.compat.aliases.installed",
         ],
     ),
 ]

@@ -123,22 +123,22 @@ def ensure_ray_initialized(runtime_env: dict[str, Any] | None = None) -> None:
 
 def load_ipython_extension(ipython: Any) -> None:
     """``%load_ext sage_nb.compat``: sage_nb's extension, and SAGE's imports resolve here."""
-    import sage_nb
-
+    from ..core.version import __version__
+    from ..notebook.kernel import load
     from . import aliases
 
-    sage_nb.load_ipython_extension(ipython)
+    runtime = load(ipython)
     aliases.install()
     print(
-        "sage_nb.compat: SAGE's imports (sage.runtime, sage.core.api, ...) now resolve to sage_nb"
+        f"sage_nb {__version__}: sage_env ready ({runtime.env.backend} backend); SAGE's imports "
+        f"(sage.runtime, sage.core.api, ...) resolve to sage_nb.compat"
     )
 
 
 def unload_ipython_extension(ipython: Any) -> None:
     """``%unload_ext sage_nb.compat``: SAGE's imports stop resolving here; sage_nb unloads."""
-    import sage_nb
-
+    from ..notebook.kernel import unload
     from . import aliases
 
     aliases.uninstall()
-    sage_nb.unload_ipython_extension(ipython)
+    unload(ipython)
