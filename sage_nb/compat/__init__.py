@@ -52,9 +52,9 @@ from ..core.functions import (
 )
 from ..core.semantics import SAGE_SEMANTICS
 from ..core.services import BaseService
-from .custom_logger import CustomLogger
+from .custom_logger import CustomLogger, get_logger
 from .environments import LocalEnvironment
-from .functions import Collector, FlatMapFunction, FutureFunction, wrap_lambda
+from .functions import Collector, FlatMapFunction, FutureFunction, Packet, wrap_lambda
 
 #: SAGE's names for the connected-stream function bases.
 BaseCoMapFunction = CoMapFunction
@@ -81,12 +81,14 @@ __all__ = [
     "KeyByFunction",
     "LocalEnvironment",
     "MapFunction",
+    "Packet",
     "PrintSink",
     "RemoteEnvironment",
     "SinkFunction",
     "SourceFunction",
     "StopSignal",
     "ensure_ray_initialized",
+    "get_logger",
     "install",
     "installed",
     "uninstall",

@@ -68,7 +68,13 @@ _HOOK_NAMES = frozenset({"install", "installed", "uninstall"})
 SAGE_MODULES: dict[str, tuple[str, ...] | None] = {
     "sage": None,
     # 0.3.x
-    "sage.runtime": ("LocalEnvironment", "FlowNetEnvironment", "BaseService", "StopSignal"),
+    "sage.runtime": (
+        "LocalEnvironment",
+        "FlowNetEnvironment",
+        "BaseService",
+        "StopSignal",
+        "Packet",
+    ),
     "sage.foundation": (
         *_FUNCTION_PACKAGE,
         "CoMapFunction",
@@ -112,18 +118,25 @@ SAGE_MODULES: dict[str, tuple[str, ...] | None] = {
     "sage.kernel.api.function": _FUNCTION_PACKAGE,
     "sage.kernel.runtime": (),
     "sage.kernel.runtime.communication": (),
-    "sage.kernel.runtime.communication.packet": ("StopSignal",),
+    "sage.kernel.runtime.communication.packet": ("StopSignal", "Packet"),
     "sage.kernel.utils": (),
     "sage.kernel.utils.ray": (),
     "sage.kernel.utils.ray.ray_utils": ("ensure_ray_initialized",),
     "sage.common": (),
-    "sage.common.core": _FUNCTION_PACKAGE,
+    "sage.common.core": (*_FUNCTION_PACKAGE, "StopSignal"),
     "sage.common.core.functions": _FUNCTION_PACKAGE,
+    "sage.common.core.signals": ("StopSignal",),
+    "sage.common.components": (),
+    "sage.common.components.debug": ("PrintSink",),
+    "sage.common.components.debug.print_sink": ("PrintSink",),
+    "sage.common.service": ("BaseService",),
+    "sage.common.service.base_service": ("BaseService",),
     "sage.common.utils": (),
-    "sage.common.utils.logging": ("CustomLogger",),
+    "sage.common.utils.logging": ("CustomLogger", "get_logger"),
     "sage.common.utils.logging.custom_logger": ("CustomLogger",),
     "sage.platform": (),
     "sage.platform.service": ("BaseService",),
+    "sage.platform.service.base_service": ("BaseService",),
     **{
         f"{package}.{module}": names
         for package in _FUNCTION_PACKAGES

@@ -14,7 +14,7 @@ import os
 import threading
 from typing import Any, ClassVar
 
-__all__ = ["CustomLogger"]
+__all__ = ["CustomLogger", "get_logger"]
 
 _FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 _LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
@@ -181,3 +181,8 @@ class CustomLogger:
     def __repr__(self) -> str:
         outs = ", ".join(f"{t}:{lv}" for t, lv, _ in self._outputs)
         return f"<CustomLogger {self.name!r} [{outs}]>"
+
+
+def get_logger(name: str | None = None) -> logging.Logger:
+    """SAGE's ``sage.common.utils.logging.get_logger``: the stdlib logger of a CustomLogger."""
+    return CustomLogger.get_logger(name)

@@ -23,7 +23,7 @@ from ..core.functions import (
 )
 from ..core.functions import FlatMapFunction as _FlatMapFunction
 
-__all__ = ["Collector", "FlatMapFunction", "FutureFunction", "wrap_lambda"]
+__all__ = ["Collector", "FlatMapFunction", "FutureFunction", "Packet", "wrap_lambda"]
 
 
 class Collector:
@@ -146,3 +146,41 @@ def wrap_lambda(func: Callable[..., Any], func_type: str | None = None) -> type[
     name = getattr(func, "__name__", "lambda")
     title = "Lambda" if name == "<lambda>" else name
     return type(f"{title}{base.__name__}", (base,), {"execute": execute, "__doc__": func.__doc__})
+
+
+class Packet:
+    """SAGE's envelope of a record between operators (``payload``, its input port and key).
+
+    sage_nb moves records without envelopes; programs that build or inspect packets (tests of
+    SAGE's, mostly) get this small class with SAGE's fields and methods.
+    """
+
+    def __init__(
+        self,
+        payload: Any,
+        input_index: int = 0,
+        partition_key: Any = None,
+        partition_strategy: str | None = None,
+    ) -> None:
+        self.payload = payload
+        self.input_index = input_index
+        self.partition_key = partition_key
+        self.partition_strategy = partition_strategy
+
+    def is_keyed(self) -> bool:
+        return self.partition_key is not None
+
+    def inherit_partition_info(self, new_payload: Any) -> Packet:
+        return Packet(new_payload, self.input_index, self.partition_key, self.partition_strategy)
+
+    def update_key(self, new_key: Any, new_strategy: str | None = None) -> Packet:
+        return Packet(
+            self.payload, self.input_index, new_key, new_strategy or self.partition_strategy
+        )
+
+    def copy(self) -> Packet:
+        return Packet(self.payload, self.input_index, self.partition_key, self.partition_strategy)
+
+    def __repr__(self) -> str:
+        key = f", key={self.partition_key!r}" if self.is_keyed() else ""
+        return f"Packet({self.payload!r}, input={self.input_index}{key})"
