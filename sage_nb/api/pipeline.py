@@ -34,6 +34,12 @@ class PipelineBuilder:
     def _add(self, transformation: Transformation) -> DataStream:
         if self.closed:
             raise RuntimeError(f"environment {self.name!r} is closed")
+        if self.semantics.unique_names and transformation.kind != "keyby":
+            taken = {t.name for t in self.pipeline if t.kind != "keyby"}
+            base, n = transformation.name, 1
+            while transformation.name in taken:  # SAGE's way: Parse, Parse_1, Parse_2, ...
+                transformation.name = f"{base}_{n}"
+                n += 1
         self.pipeline.append(transformation)
         return DataStream(self, transformation)
 

@@ -39,6 +39,9 @@ class Semantics:
     print_first_only:
         ``.print()`` prints the first record and says that the rest goes to the log (SAGE),
         instead of printing every record.
+    unique_names:
+        Operators of one name in one environment get ``_1``, ``_2``, ... after it (SAGE), so
+        ``self.name`` tells them apart; sage_nb labels them by function and keeps the names.
     """
 
     drop_none: bool = False
@@ -48,6 +51,7 @@ class Semantics:
     record_at_a_time: bool = False
     blocking_submit: bool = True
     print_first_only: bool = False
+    unique_names: bool = False
 
     def source_pacing(self, streaming: bool, delay: float | None) -> float:
         """The pause between records of a source given ``delay=`` (None: the default)."""
@@ -70,4 +74,5 @@ SAGE_SEMANTICS = Semantics(
     record_at_a_time=True,
     blocking_submit=False,
     print_first_only=True,
+    unique_names=True,
 )

@@ -167,7 +167,19 @@ class ChainProgram:
             assert head.factory is not None
             f = self._name("f", head.factory.entry(self._fns[head.id], f"map{port}"))
             self._cursor(head, head.inputs[port], ind)
-            self._line(ind, f"r = {f}(r)", head.label)
+            if head.on_error != "fail":  # a failing record is skipped, logged or dead-lettered
+                h = self._name("h", self._error_handler(head))
+                self._line(ind, "try:")
+                self._line(ind + 1, f"v = {f}(r)", head.label)
+                self._line(ind, "except Exception as exc:")
+                self._line(ind + 1, f"{h}(r, exc)", head.label)
+                self._line(ind, "else:")
+                self._line(ind + 1, "r = v")
+                ind += 1
+                if not _drops_none(head):
+                    self._line(ind, f"c{head.id} += 1")
+            else:
+                self._line(ind, f"r = {f}(r)", head.label)
             if _drops_none(head):
                 self._line(ind, "if r is not None:")
                 self._line(ind + 1, f"c{head.id} += 1")
@@ -316,11 +328,12 @@ class ChainProgram:
 
 
 def _guarded(node: OperatorNode) -> bool:
-    return node.on_error != "fail" and node.kind in ("map", "filter", "flatmap", "sink")
+    """Whether a failing record is handled in the loop (skipped, logged, dead-lettered)."""
+    return node.on_error != "fail" and node.kind in ("map", "filter", "flatmap", "sink", "comap")
 
 
 def _drops_none(node: OperatorNode) -> bool:
-    return node.kind in ("map", "comap") and node.transformation.drop_none
+    return node.kind in ("map", "comap") and node.drop_none
 
 
 class KeyCursor:

@@ -79,6 +79,10 @@ class OperatorNode:
         #: What a failing record does: "fail" the job, "skip" it, send it to the job's
         #: "dead_letter" list, or a callable that receives the DeadLetter.
         self.on_error = t.on_error
+        #: What the compiled chain needs of the transformation, kept here because the Ray
+        #: backend ships nodes to actors without it: a map's None dropped, the operator's name.
+        self.drop_none = t.drop_none
+        self.name = t.name
         self.inputs: list[DataEdge] = []
         self.outputs: list[DataEdge] = []
         self.counters = [NodeCounters() for _ in range(t.parallelism)]

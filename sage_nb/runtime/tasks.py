@@ -101,7 +101,7 @@ def open_function(
         node.parallelism,
         job,
         proxy,
-        operator_name=node.transformation.name,
+        operator_name=node.name,
         key_cursor=cursor,
     )
     try:
