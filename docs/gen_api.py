@@ -49,6 +49,7 @@ SECTIONS: list[tuple[str, list[object]]] = [
             sage_nb.JoinFunction,
             sage_nb.StopSignal,
             sage_nb.BaseFunction,
+            "sage_nb.core.identity.ContextBound",
         ],
     ),
     ("Services", [sage_nb.BaseService]),

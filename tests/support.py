@@ -13,6 +13,7 @@ the kernel tests ``notebook_helpers.KERNEL_WAIT``.
 from __future__ import annotations
 
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -88,3 +89,31 @@ def usage_error(shell: Any, code: str) -> str:
     message = str(err)
     assert message and "\n" not in message
     return message
+
+
+# -- Ray ---------------------------------------------------------------------------------------
+#: Short (Unix socket paths under it must stay below 107 bytes) and apart from /tmp/ray.
+RAY_TEMP_DIR = "/tmp/sage_ray"
+
+
+def session_ray_cluster(directory: Path) -> Iterator[Any]:
+    """The body of a session ``ray_cluster`` fixture: one local cluster for the whole session
+    (started by whichever directory's fixture comes first), with the test modules of
+    ``directory`` sent to Ray's workers by value (they are not importable there)."""
+    import os
+    import sys
+
+    os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    import ray  # a missing ray fails the test: make test installs it
+
+    started = not ray.is_initialized()
+    if started:
+        ray.init(num_cpus=2, include_dashboard=False, _temp_dir=RAY_TEMP_DIR, log_to_driver=False)
+    for module in list(sys.modules.values()):
+        path = getattr(module, "__file__", None)
+        if path and Path(path).resolve().parent == directory:
+            ray.cloudpickle.register_pickle_by_value(module)
+    yield ray
+    if started:
+        ray.shutdown()

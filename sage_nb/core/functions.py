@@ -19,13 +19,12 @@ from __future__ import annotations
 
 import copy
 import inspect
-import logging
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
-if TYPE_CHECKING:
-    from concurrent.futures import Future
+from .identity import ContextBound
 
+if TYPE_CHECKING:
     from .calls import ServiceCaller
 
 __all__ = [
@@ -59,7 +58,7 @@ class StopSignal:
         return f"StopSignal({self.name!r})" if self.name is not None else "StopSignal()"
 
 
-class BaseFunction:
+class BaseFunction(ContextBound):
     """Base of every user function: gives it ``ctx``, ``name``, ``logger`` and the service call
     helpers.
 
@@ -71,69 +70,17 @@ class BaseFunction:
     ``logging.Logger`` named after it (assign ``self.logger`` to use your own).
     """
 
-    ctx: Any = None
+    _context_name = "function_name"
+    _logger_prefix = "sage_nb.function"
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        pass
-
-    @property
-    def name(self) -> str:
-        given = self.__dict__.get("_name")
-        if given is not None:
-            return str(given)
-        ctx = self.__dict__.get("ctx")
-        if ctx is not None:
-            return str(ctx.function_name)
-        return type(self).__name__
-
-    @name.setter
-    def name(self, value: str) -> None:
-        self.__dict__["_name"] = value
-
-    @property
-    def logger(self) -> logging.Logger:
-        given = self.__dict__.get("_logger")
-        if given is not None:
-            return given  # type: ignore[no-any-return]
-        return logging.getLogger(f"sage_nb.function.{self.name}")
-
-    @logger.setter
-    def logger(self, value: Any) -> None:
-        self.__dict__["_logger"] = value
-
-    def call_service(
-        self,
-        name: str,
-        *args: Any,
-        timeout: float | None = None,
-        method: str | None = None,
-        **kwargs: Any,
-    ) -> Any:
-        """Call service ``name`` and wait for the result (see ``ProxyManager.call_service``)."""
-        return _proxy_of(self).call_service(name, *args, timeout=timeout, method=method, **kwargs)
-
-    def call_service_async(
-        self,
-        name: str,
-        *args: Any,
-        timeout: float | None = None,
-        method: str | None = None,
-        **kwargs: Any,
-    ) -> Future[Any]:
-        """Call service ``name`` without waiting; returns an awaitable ``ServiceFuture``."""
-        return _proxy_of(self).call_service_async(
-            name, *args, timeout=timeout, method=method, **kwargs
-        )
-
-
-def _proxy_of(fn: Any) -> ServiceCaller:
-    ctx = getattr(fn, "ctx", None)
-    if ctx is None:
-        raise RuntimeError(
-            f"{type(fn).__name__} is not running in a job, so it cannot call services; "
-            f"use env.call_service(...) outside a pipeline"
-        )
-    return ctx.proxy  # type: ignore[no-any-return]
+    def _caller(self) -> ServiceCaller:
+        ctx = getattr(self, "ctx", None)
+        if ctx is None:
+            raise RuntimeError(
+                f"{type(self).__name__} is not running in a job, so it cannot call services; "
+                f"use env.call_service(...) outside a pipeline"
+            )
+        return ctx.proxy  # type: ignore[no-any-return]
 
 
 class MapFunction(BaseFunction):

@@ -10,16 +10,14 @@ registered. ``BaseService`` adds what SAGE's services rely on: ``self.ctx`` alre
 
 from __future__ import annotations
 
-import logging
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-if TYPE_CHECKING:
-    from concurrent.futures import Future
+from .identity import ContextBound
 
 __all__ = ["BaseService"]
 
 
-class BaseService:
+class BaseService(ContextBound):
     """Base of services written SAGE's way.
 
     Examples
@@ -41,58 +39,10 @@ class BaseService:
     #: A ``ServiceInstanceContext`` (``name``, ``call_service``, ``call_service_async``), set
     #: by the runtime before ``__init__`` runs; None for an instance built by hand.
     ctx: Any = None
+    _context_name = "name"
+    _logger_prefix = "sage_nb.service"
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        pass
-
-    @property
-    def name(self) -> str:
-        given = self.__dict__.get("_name")
-        if given is not None:
-            return str(given)
-        ctx = self.__dict__.get("ctx")
-        return str(ctx.name) if ctx is not None else type(self).__name__
-
-    @name.setter
-    def name(self, value: str) -> None:
-        self.__dict__["_name"] = value
-
-    @property
-    def logger(self) -> logging.Logger:
-        given = self.__dict__.get("_logger")
-        if given is not None:
-            return given  # type: ignore[no-any-return]
-        return logging.getLogger(f"sage_nb.service.{self.name}")
-
-    @logger.setter
-    def logger(self, value: Any) -> None:
-        self.__dict__["_logger"] = value
-
-    def call_service(
-        self,
-        name: str,
-        *args: Any,
-        timeout: float | None = None,
-        method: str | None = None,
-        **kwargs: Any,
-    ) -> Any:
-        """Call service ``name`` and wait for its result (see ``ProxyManager.call_service``)."""
-        return self._context().call_service(name, *args, timeout=timeout, method=method, **kwargs)
-
-    def call_service_async(
-        self,
-        name: str,
-        *args: Any,
-        timeout: float | None = None,
-        method: str | None = None,
-        **kwargs: Any,
-    ) -> Future[Any]:
-        """Call service ``name`` without waiting; returns an awaitable ``ServiceFuture``."""
-        return self._context().call_service_async(  # type: ignore[no-any-return]
-            name, *args, timeout=timeout, method=method, **kwargs
-        )
-
-    def _context(self) -> Any:
+    def _caller(self) -> Any:
         ctx = self.__dict__.get("ctx")
         if ctx is None:
             raise RuntimeError(

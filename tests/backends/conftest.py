@@ -3,21 +3,17 @@
 
 from __future__ import annotations
 
-import os
-import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from backend_helpers import Rendezvous
+from support import session_ray_cluster
 
 from sage_nb import BaseEnvironment, LocalEnvironment
 
 HERE = Path(__file__).resolve().parent
-
-#: Short (Unix socket paths under it must stay below 107 bytes) and apart from /tmp/ray.
-RAY_TEMP_DIR = "/tmp/sage_ray"
 
 #: The "ray" half of the contract suite starts the cluster: it carries the ``ray`` marker.
 BACKENDS = ["threads", pytest.param("ray", marks=pytest.mark.ray)]
@@ -26,20 +22,7 @@ BACKENDS = ["threads", pytest.param("ray", marks=pytest.mark.ray)]
 @pytest.fixture(scope="session")
 def ray_cluster() -> Iterator[Any]:
     """One local Ray cluster for the whole session (starting one takes seconds)."""
-    os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
-    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
-    ray = pytest.importorskip("ray")
-    started = not ray.is_initialized()
-    if started:
-        ray.init(num_cpus=2, include_dashboard=False, _temp_dir=RAY_TEMP_DIR, log_to_driver=False)
-    # Test modules are not importable in Ray's workers: send their classes by value.
-    for module in list(sys.modules.values()):
-        path = getattr(module, "__file__", None)
-        if path and Path(path).resolve().parent == HERE:
-            ray.cloudpickle.register_pickle_by_value(module)
-    yield ray
-    if started:
-        ray.shutdown()
+    yield from session_ray_cluster(HERE)
 
 
 def make_environment(backend: str, request: pytest.FixtureRequest, **options: Any):
