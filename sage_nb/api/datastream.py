@@ -165,16 +165,7 @@ class DataStream:
         ``🔍 Stream output: {prefix} | {record}``, followed by a notice that the rest goes to
         the log at DEBUG level (see ``PrintSink``).
         """
-        if self._env.semantics.print_first_only:
-            return self.sink(PrintSink, prefix, name=name or "print")
-        if prefix:
-
-            def show(record: Any) -> None:
-                builtins.print(prefix, record)
-
-            show.__name__ = "print"
-            return self.sink(show, name=name)
-        return self.sink(builtins.print, name=name)
+        return self.sink(_printer(self._env), prefix, name=name or "print")
 
     def fill_future(self, future: DataStream) -> None:
         """Feed this stream's records back into ``future`` (made by ``env.from_future``),
@@ -355,9 +346,7 @@ class ConnectedStreams:
 
     def print(self, prefix: str = "", *, name: str | None = None) -> DataStream:
         """Print every record of every stream (see ``DataStream.print``)."""
-        if self._env.semantics.print_first_only:
-            return self.sink(PrintSink, prefix, name=name or "print")
-        return self.sink(_Printer, prefix, name=name or "print")
+        return self.sink(_printer(self._env), prefix, name=name or "print")
 
     def keyby(self, fn: Any, *args: Any, strategy: str = "hash", **kwargs: Any) -> ConnectedStreams:
         """Key every stream: by ``fn`` (each stream), or by a list or tuple of key functions,
@@ -443,3 +432,8 @@ class _Printer(SinkFunction):
             builtins.print(self.prefix, data)
         else:
             builtins.print(data)
+
+
+def _printer(env: PipelineBuilder) -> type[SinkFunction]:
+    """The sink ``.print()`` adds: SAGE's first-record ``PrintSink`` or a plain ``print``."""
+    return PrintSink if env.semantics.print_first_only else _Printer

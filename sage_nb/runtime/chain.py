@@ -83,7 +83,7 @@ class ChainProgram:
         self._line_labels: dict[int, str] = {}
         self._fns = fns
         #: Functions on a keyed stream read the current record's key through these
-        #: (``ctx.get_key()``); one per node whose function is an object.
+        #: (``ctx.get_key()``): one per keyed node, shared by the nodes chained after it.
         self.key_cursors: dict[int, KeyCursor] = {}
         self._lines: list[str] = []
         head = region.head
@@ -139,8 +139,8 @@ class ChainProgram:
         self._line(1, f"return ({outs}), ({counts})")
 
     def _cursor(self, node: OperatorNode, edge: DataEdge, ind: int) -> None:
-        """If ``node``'s function is an object on a keyed input, keep the record it is given
-        where its ``ctx.get_key()`` finds it."""
+        """On a keyed input, keep the record ``node`` is given where ``ctx.get_key()`` of its
+        function (and of those chained after it) finds it."""
         if edge.key is None:
             # Downstream of a keyby, records keep their key (as in SAGE): a function chained
             # after the keyed one reads the key of the record that entered it.
@@ -167,24 +167,11 @@ class ChainProgram:
             assert head.factory is not None
             f = self._name("f", head.factory.entry(self._fns[head.id], f"map{port}"))
             self._cursor(head, head.inputs[port], ind)
-            if head.on_error != "fail":  # a failing record is skipped, logged or dead-lettered
-                h = self._name("h", self._error_handler(head))
-                self._line(ind, "try:")
-                self._line(ind + 1, f"v = {f}(r)", head.label)
-                self._line(ind, "except Exception as exc:")
-                self._line(ind + 1, f"{h}(r, exc)", head.label)
-                self._line(ind, "else:")
-                self._line(ind + 1, "r = v")
-                ind += 1
-                if not _drops_none(head):
-                    self._line(ind, f"c{head.id} += 1")
-            else:
-                self._line(ind, f"r = {f}(r)", head.label)
-            if _drops_none(head):
-                self._line(ind, "if r is not None:")
-                self._line(ind + 1, f"c{head.id} += 1")
-                ind += 1
-            self._successors(head, ind)
+            if _guarded(head):
+                self._guarded_stage(head, f, ind)
+                return
+            self._line(ind, f"r = {f}(r)", head.label)
+            self._successors(head, self._keep_not_none(head, ind))
         elif head.kind == "join":
             edge = head.inputs[port]
             assert edge.key is not None and head.factory is not None
@@ -206,10 +193,7 @@ class ChainProgram:
             return
         if node.kind == "map":
             self._line(ind, f"r = {f}(r)", node.label)
-            if _drops_none(node):
-                self._line(ind, "if r is not None:")
-                self._line(ind + 1, f"c{node.id} += 1")
-                ind += 1
+            ind = self._keep_not_none(node, ind)
         elif node.kind == "filter":
             self._line(ind, f"if {f}(r):", node.label)
             self._line(ind + 1, f"c{node.id} += 1")
@@ -224,12 +208,23 @@ class ChainProgram:
             raise AssertionError(f"cannot chain {node.kind}")
         self._successors(node, ind)
 
+    def _keep_not_none(self, node: OperatorNode, ind: int) -> int:
+        """After ``r = f(r)``: under SAGE's semantics a ``None`` goes no further (counted
+        out); returns the indentation of what follows."""
+        if not _drops_none(node):
+            return ind
+        self._line(ind, "if r is not None:")
+        self._line(ind + 1, f"c{node.id} += 1")
+        return ind + 1
+
     def _guarded_stage(self, node: OperatorNode, f: str, ind: int) -> None:
-        """A stage whose failures are skipped or dead-lettered: ``try`` around each call."""
+        """A stage whose failures are skipped, logged or dead-lettered: ``try`` around each
+        call."""
         h = self._name("h", self._error_handler(node))
         c = f"c{node.id}"
         call = {
             "map": f"v = {f}(r)",
+            "comap": f"v = {f}(r)",  # the function of one port
             "filter": f"v = {f}(r)",
             "flatmap": f"v = list({f}(r) or ())",
             "sink": f"{f}(r)",
@@ -240,7 +235,7 @@ class ChainProgram:
         self._line(ind + 1, f"{h}(r, exc)", node.label)
         self._line(ind, "else:")
         ind += 1
-        if node.kind == "map":
+        if node.kind in ("map", "comap"):
             if _drops_none(node):
                 self._line(ind, "if v is not None:")
                 ind += 1

@@ -240,11 +240,7 @@ class OperatorTask:
         size = 64
         while not job.stopping:
             start = monotonic()
-            try:
-                batch = reader.read(size, start)
-            except Exception as exc:
-                no = OperatorError.NO_RECORD
-                raise OperatorError(head.label, no, exc, phase="reading") from exc
+            batch = self._read(reader, size, start)
             if batch:
                 outputs, counts = run(batch)
                 account(len(batch), counts)
@@ -262,15 +258,10 @@ class OperatorTask:
         """Read one record at a time: wait ``delay`` seconds between reads (SAGE paces its
         sources) and, record at a time, until the record has gone through the whole graph."""
         job = self.job
-        head = self.region.head
         run = self.program.ports[0]
         stop = job.stop_event
         while not job.stopping:
-            try:
-                batch = reader.read(1, time.monotonic())
-            except Exception as exc:
-                no = OperatorError.NO_RECORD
-                raise OperatorError(head.label, no, exc, phase="reading") from exc
+            batch = self._read(reader, 1, time.monotonic())
             if batch:
                 outputs, counts = run(batch)
                 self.program.account(1, counts)
@@ -280,6 +271,13 @@ class OperatorTask:
                     return
             if reader.exhausted or (delay and stop.wait(delay)):
                 return
+
+    def _read(self, reader: _SourceReader, size: int, start: float) -> list[Any]:
+        try:
+            return reader.read(size, start)
+        except Exception as exc:
+            no = OperatorError.NO_RECORD
+            raise OperatorError(self.region.head.label, no, exc, phase="reading") from exc
 
     def _run_inputs(self) -> None:
         job = self.job
@@ -297,15 +295,11 @@ class OperatorTask:
             if message is CLOSED:
                 return
             port, batch = message
-            if batch is None:
-                if not inputs[port].feedback:
+            if batch is None or batch is QUIET_BATCH:  # an input ended, or the graph is quiet
+                if batch is None and not inputs[port].feedback:
                     open_inputs -= 1
                 if looped and not open_inputs and transit is not None and not transit.pending:
                     return  # drained, and the loop has died out
-                continue
-            if batch is QUIET_BATCH:
-                if not open_inputs and transit is not None and not transit.pending:
-                    return
                 continue
             outputs, counts = ports[port](batch)
             account(len(batch), counts)
@@ -321,33 +315,23 @@ class OperatorTask:
         for i, out in enumerate(outputs):
             edge = self.program.out_edges[i]
             targets = self.targets[i]
-            port = edge.port
             partitioning = edge.partitioning
             if partitioning == "keyed":
-                sent = 0
-                for target, part in zip(targets, out):
-                    if part:
-                        assert target.channel is not None
-                        if transit is not None:
-                            transit.sent()
-                        target.channel.put((port, part))
-                        sent += len(part)
+                puts = [(target, part) for target, part in zip(targets, out) if part]
             elif not out:
                 continue
-            elif partitioning == "broadcast":
-                for target in targets:  # every instance gets the batch (nobody mutates it)
-                    assert target.channel is not None
-                    if transit is not None:
-                        transit.sent()
-                    target.channel.put((port, out))
-                sent = len(out) * len(targets)
+            elif partitioning == "broadcast":  # every instance gets the batch (none mutates it)
+                puts = [(target, out) for target in targets]
             else:
-                target = targets[next(self._round_robin[i]) % len(targets)]
+                puts = [(targets[next(self._round_robin[i]) % len(targets)], out)]
+            if transit is not None:  # counted before they are put: see transit.py
+                transit.sent(len(puts))
+            sent = 0
+            port = edge.port
+            for target, part in puts:
                 assert target.channel is not None
-                if transit is not None:
-                    transit.sent()
-                target.channel.put((port, out))
-                sent = len(out)
+                target.channel.put((port, part))
+                sent += len(part)
             edge.records[0] += sent
 
     def _send_end(self) -> None:

@@ -146,7 +146,7 @@ class ServiceFactory:
             instance = _FunctionService(target)
         else:
             instance = target
-        if ctx is not None:
+        if ctx is not None:  # (again for SAGE's: an __init__ may have reset self.ctx)
             _inject(instance, ctx)
         for hooks in START_HOOKS["sage" if sage else "sage_nb"]:
             _run_first(instance, hooks)
