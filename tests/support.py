@@ -117,3 +117,15 @@ def session_ray_cluster(directory: Path) -> Iterator[Any]:
     yield ray
     if started:
         ray.shutdown()
+
+
+def wait_until(predicate: Any, timeout: float = WAIT) -> bool:
+    """Poll ``predicate`` until it is true (True) or ``timeout`` passes (False)."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            return False
+        threading.Event().wait(0.01)
+    return True

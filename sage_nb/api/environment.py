@@ -29,9 +29,10 @@ from typing import Any, TypeVar
 from ..core.logs import set_console_level
 from ..core.transformation import Transformation
 from ..runtime.backend import Backend, ThreadBackend
+from ..runtime.dead_letters import DEFAULT_KEEP_DEAD_LETTERS
 from ..runtime.dispatcher import Dispatcher
 from ..runtime.interrupts import Interrupts
-from ..runtime.job_manager import Job, JobManager, JobStatistics
+from ..runtime.job_manager import DEFAULT_KEEP_JOBS, Job, JobManager, JobStatistics
 from ..runtime.metrics import ActivitySignal
 from ..runtime.proxy import DEFAULT_ASYNC_TIMEOUT, DEFAULT_SYNC_TIMEOUT, ProxyManager
 from ..runtime.retry import RetryPolicy
@@ -93,6 +94,12 @@ class BaseEnvironment(PipelineBuilder):
         Run each service request in a copy of its caller's ``contextvars`` context (the
         kernel-resident environment does, so what a service prints lands under the cell
         that called it).
+    keep_jobs:
+        How many ended jobs ``env.jobs`` keeps (100; None keeps all): a long-lived kernel
+        does not grow without bound. Running jobs are always kept.
+    keep_dead_letters:
+        How many dead letters each job keeps, the newest (10,000; None keeps all); the
+        dropped ones are counted in ``job.dead_letters_dropped`` and logged once.
     backend:
         Where services and operators run (``runtime/backend.py``); threads by default.
 
@@ -119,6 +126,8 @@ class BaseEnvironment(PipelineBuilder):
         max_batch: int = 1024,
         channel_capacity: int = 32,
         propagate_context: bool = False,
+        keep_jobs: int | None = DEFAULT_KEEP_JOBS,
+        keep_dead_letters: int | None = DEFAULT_KEEP_DEAD_LETTERS,
         backend: Backend | None = None,
     ) -> None:
         self.name = name or f"env{next(_names)}"
@@ -137,7 +146,9 @@ class BaseEnvironment(PipelineBuilder):
         self._proxy = self._dispatcher.proxy(owner=f"environment {self.name}")
         self.call_service = self._proxy.call_service
         self.call_service_async = self._proxy.call_service_async
-        self._job_manager = JobManager(self.name)
+        self._job_manager = JobManager(
+            self.name, keep_jobs=keep_jobs, keep_dead_letters=keep_dead_letters
+        )
         self.pipeline: list[Transformation] = []
         self._closed = False
         self._lock = threading.Lock()
@@ -249,9 +260,10 @@ class BaseEnvironment(PipelineBuilder):
         return self._dispatcher.factory(name)
 
     def start_service(self, name: str) -> ServiceContext:
-        """Start service ``name`` now if it is not running (calls start it on demand too);
-        raises ``ServiceUnavailableError`` if its constructor or ``setup()`` fails."""
-        return self._dispatcher.ensure_service(name)
+        """Start service ``name`` now if it is not running (calls start it on demand too) and
+        wait until it is ready; raises ``ServiceUnavailableError`` if its constructor or
+        ``setup()`` fails."""
+        return self._dispatcher.ensure_service(name, wait=None)
 
     def stop_service(self, name: str, timeout: float | None = 5.0) -> bool:
         """Stop service ``name`` (its ``close()`` runs); it starts again on its next call.

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from ..errors import JobFailedError
-from .dead_letters import DeadLetter
+from .dead_letters import DEFAULT_KEEP_DEAD_LETTERS, DeadLetters, check_limit
 from .graph import ExecutionGraph, NodeStatistics, OperatorNode, Region
 from .tasks import QUIET, OperatorTask
 from .transit import Transit
@@ -28,9 +28,12 @@ from .views import make_view
 if TYPE_CHECKING:
     from .proxy import ProxyManager
 
-__all__ = ["Job", "JobManager", "JobStatistics"]
+__all__ = ["DEFAULT_KEEP_JOBS", "Job", "JobManager", "JobStatistics"]
 
 log = logging.getLogger(__name__)
+
+#: How many ended jobs an environment keeps by default (``keep_jobs=``).
+DEFAULT_KEEP_JOBS = 100
 
 _job_ids = itertools.count(1)
 
@@ -75,6 +78,7 @@ class Job:
         on_done: Callable[[Job], None] | None = None,
         create_task: OperatorTaskFactory = OperatorTask,
         record_at_a_time: bool = False,
+        keep_dead_letters: int | None = DEFAULT_KEEP_DEAD_LETTERS,
     ) -> None:
         self.name = name
         self.execution_graph = graph
@@ -93,8 +97,9 @@ class Job:
         )
         self.status = "created"
         self.error: BaseException | None = None
-        #: Records that failed in operators with ``on_error="dead_letter"``.
-        self.dead_letters: list[DeadLetter] = []
+        #: Records that failed in operators with ``on_error="dead_letter"``: the newest
+        #: ``keep_dead_letters`` (a list-like ``DeadLetters``), see ``dead_letters_dropped``.
+        self.dead_letters = DeadLetters(keep_dead_letters, job=name)
         self.started_at: float | None = None
         self.ended_at: float | None = None
         self._proxy_factory = proxy_factory
@@ -208,6 +213,12 @@ class Job:
     def done(self) -> bool:
         return self._done.is_set()
 
+    @property
+    def dead_letters_dropped(self) -> int:
+        """How many dead letters were dropped to keep ``job.dead_letters`` at its limit (the
+        environment's ``keep_dead_letters``): the oldest go first, and none is lost silently."""
+        return self.dead_letters.dropped
+
     def raise_for_error(self) -> None:
         """Raise the job's error if it failed."""
         if self.status == "failed":
@@ -268,11 +279,28 @@ class Job:
 
 
 class JobManager:
-    """Compiles an environment's pipeline into jobs and keeps track of them."""
+    """Compiles an environment's pipeline into jobs and keeps track of them.
 
-    def __init__(self, name: str) -> None:
+    ``jobs`` holds every job not ended yet and the newest ``keep_jobs`` ended ones (None: all);
+    older ended jobs are forgotten when a new job is created and counted in ``dropped``. Each
+    job keeps its newest ``keep_dead_letters`` dead letters.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        *,
+        keep_jobs: int | None = DEFAULT_KEEP_JOBS,
+        keep_dead_letters: int | None = DEFAULT_KEEP_DEAD_LETTERS,
+    ) -> None:
         self.name = name
+        self.keep_jobs = check_limit("keep_jobs", keep_jobs)
+        self.keep_dead_letters = check_limit("keep_dead_letters", keep_dead_letters)
+        # Invariants: jobs is replaced (never changed in place) under _lock, so a reader may
+        # iterate the list it read without the lock; dropped only grows, under _lock.
         self.jobs: list[Job] = []
+        #: How many ended jobs were forgotten to keep at most ``keep_jobs``.
+        self.dropped = 0
         self._lock = threading.Lock()
 
     def create_job(
@@ -304,9 +332,33 @@ class JobManager:
                 on_done=on_done,
                 create_task=create_task,
                 record_at_a_time=record_at_a_time,
+                keep_dead_letters=self.keep_dead_letters,
             )
-            self.jobs.append(job)
+            forgotten = self._forget_ended()
+            self.jobs = [*self.jobs, job]
+            first_drop = forgotten and self.dropped == forgotten
+        if first_drop:
+            log.warning(
+                "environment %r keeps its last %s ended jobs; older ones are forgotten and "
+                "counted in dropped. To keep more, create the environment with keep_jobs=N "
+                "(None keeps all)",
+                self.name,
+                self.keep_jobs,
+            )
         return job
+
+    def _forget_ended(self) -> int:
+        """Under ``_lock``: forget the oldest ended jobs beyond ``keep_jobs``; how many."""
+        if self.keep_jobs is None:
+            return 0
+        ended = [j for j in self.jobs if j.done]
+        extra = len(ended) - self.keep_jobs
+        if extra <= 0:
+            return 0
+        gone = {id(j) for j in ended[:extra]}
+        self.jobs = [j for j in self.jobs if id(j) not in gone]
+        self.dropped += extra
+        return extra
 
     def running(self) -> list[Job]:
         with self._lock:

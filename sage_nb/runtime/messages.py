@@ -11,13 +11,24 @@ import contextvars
 import traceback
 from typing import Any, Protocol
 
-__all__ = ["RemoteError", "ResponseTarget", "ServiceRequest", "ServiceResponse", "qualified_name"]
+__all__ = [
+    "RemoteError",
+    "ResponseTarget",
+    "ServiceRequest",
+    "ServiceResponse",
+    "error_response",
+    "qualified_name",
+]
 
 
 class ResponseTarget(Protocol):
-    """Whatever waits for a response: ``deliver`` is called once, from the service's thread."""
+    """Whatever waits for a response: ``deliver`` is called once, from the service's thread.
 
-    def deliver(self, response: ServiceResponse) -> None: ...
+    It returns True if the response settled the call, False if its caller had given up
+    first (timed out, cancelled, interrupted): then the caller counted the outcome, and the
+    deliverer must not count it again."""
+
+    def deliver(self, response: ServiceResponse) -> bool: ...
 
 
 def qualified_name(kind: type) -> str:
@@ -135,6 +146,14 @@ class ServiceResponse:
     def __repr__(self) -> str:
         outcome = f"result={_short(self.result)}" if self.success else f"error={self.error!r}"
         return f"ServiceResponse(#{self.request_id} {outcome} in {self.execution_time:.6f}s)"
+
+
+def error_response(request: ServiceRequest, exc: BaseException) -> ServiceResponse:
+    """A failed response carrying ``exc`` itself: an error of sage_nb's own (the service never
+    ran the request, or its caller's side failed it), so no remote traceback."""
+    return ServiceResponse(
+        request.request_id, False, None, RemoteError(type(exc).__name__, str(exc), "", exc)
+    )
 
 
 def _short(value: Any, limit: int = 60) -> str:

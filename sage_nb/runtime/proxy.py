@@ -159,21 +159,17 @@ class ProxyManager:
         policy: RetryPolicy,
     ) -> Any:
         current = [ctx]  # the context of the latest attempt (a restart may replace it)
+        tries = [0]
 
         def attempt(left: float) -> Any:
             if not current[0].accepting:
                 current[0] = self.context_of(name)
+            tries[0] += 1
+            if tries[0] > 1:  # counted where it is made: each attempt has its own outcome
+                current[0].count_retry()
             return self._manager.call_sync(current[0], method, args, kwargs, left)
 
-        return call_with_retries(
-            attempt,
-            policy,
-            timeout,
-            name,
-            method,
-            self._stop_event,
-            on_retry=lambda: current[0].count_retry(),
-        )
+        return call_with_retries(attempt, policy, timeout, name, method, self._stop_event)
 
     def call_service_async(
         self,
@@ -209,14 +205,14 @@ class ProxyManager:
             return self._manager.call_async(ctx, method, args, kwargs, timeout)
         manager = self._manager
 
-        def submit(left: float) -> ServiceFuture:
-            return manager.call_async(self.context_of(name), method, args, kwargs, left)
-
-        def count_retry(failed: Any) -> None:
-            failed._context.count_retry()
+        def submit(left: float, retry: bool) -> ServiceFuture:
+            target = self.context_of(name)
+            if retry:  # made by the callback executor: it must not wait for queue room
+                target.count_retry()
+            return manager.call_async(target, method, args, kwargs, left, block=not retry)
 
         return RetryingFuture(
-            submit, name, method, timeout, policy, manager._deadlines, on_retry=count_retry
+            submit, name, method, timeout, policy, manager.deadlines, manager.callbacks
         )
 
     def reset(self) -> None:

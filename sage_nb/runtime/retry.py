@@ -102,16 +102,23 @@ def call_with_retries(
     """A sync call with retries: ``attempt(seconds_left)`` until it succeeds, or until the
     policy, or the deadline ``timeout`` seconds from now, allows no more; ``on_retry`` runs
     before each retry's backoff. A set ``stop_event`` (the caller's job is stopping) ends the
-    wait with ``JobCancelledError``."""
+    wait with ``JobCancelledError``. A retry with no time left is not made: the last
+    failure is raised."""
     deadline = time.monotonic() + timeout
     tried = 0
+    last: Exception | None = None
     while True:
         try:
             left = deadline - time.monotonic()
             if left <= 0:
+                if last is not None:
+                    raise last
                 raise ServiceTimeoutError(name, method, timeout, started=False)
             return attempt(left)
         except Exception as exc:
+            if exc is last:
+                raise
+            last = exc
             delay = policy.delay(tried)
             if (
                 tried >= policy.retries

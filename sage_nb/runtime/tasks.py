@@ -17,6 +17,7 @@ from __future__ import annotations
 import inspect
 import itertools
 import logging
+import threading
 import time
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
@@ -238,16 +239,21 @@ class OperatorTask:
         # moves nothing between tasks, so only the time target limits its batches.
         limit = job.max_batch if self.program.out_edges else job.max_batch * 16
         size = 64
+        idle = IdleBackoff(job.stop_event)
         while not job.stopping:
             start = monotonic()
             batch = self._read(reader, size, start)
             if batch:
+                idle.reset()
                 outputs, counts = run(batch)
                 account(len(batch), counts)
                 if outputs:
                     send(outputs)
             if reader.exhausted:
                 return
+            if not batch:  # the source had nothing (it returned None): wait a little
+                idle.wait()
+                continue
             took = monotonic() - start
             if took < TARGET_BATCH_SECONDS / 2:
                 size = min(size * 2, limit)
@@ -260,9 +266,14 @@ class OperatorTask:
         job = self.job
         run = self.program.ports[0]
         stop = job.stop_event
+        idle = IdleBackoff(stop)
         while not job.stopping:
             batch = self._read(reader, 1, time.monotonic())
+            if not batch and not delay and not reader.exhausted:
+                idle.wait()
+                continue
             if batch:
+                idle.reset()
                 outputs, counts = run(batch)
                 self.program.account(1, counts)
                 if outputs:
@@ -406,14 +417,35 @@ class _SourceReader:
             if record is None:
                 if self._stop_on_none:
                     self.exhausted = True
-                    break
-                if monotonic() > deadline:
-                    break  # an idle source: deliver what it read, let the task see a stop
-                continue
+                # Nothing now: deliver what was read; an empty read makes the task back off
+                # (IdleBackoff) instead of spinning a core on a source that does not block.
+                break
             batch.append(record)
             if monotonic() > deadline:
                 break
         return batch
+
+
+class IdleBackoff:
+    """How a source task waits when its source had nothing: 1 ms, doubling up to 50 ms, on
+    the job's stop event (a stop ends the wait at once); a record resets it."""
+
+    FIRST = 0.001
+    LONGEST = 0.05
+
+    __slots__ = ("_next", "_stop")
+
+    def __init__(self, stop: threading.Event) -> None:
+        self._stop = stop
+        self._next = self.FIRST
+
+    def wait(self) -> bool:
+        """Wait the next backoff; True if the job is stopping."""
+        wait, self._next = self._next, min(self._next * 2, self.LONGEST)
+        return self._stop.wait(wait)
+
+    def reset(self) -> None:
+        self._next = self.FIRST
 
 
 def _length(obj: Any) -> int | None:

@@ -147,6 +147,7 @@ def test_timeout_of_a_running_call(backend_env: BaseEnvironment, rendezvous: Ren
     env = backend_env
     gate, entered = rendezvous.gate(), rendezvous.signal()
     env.register_service("rec", Recorder, gate, entered)
+    env.start_service("rec")  # a call's timeout counts the start too (an actor takes ~1 s)
     with pytest.raises(ServiceTimeoutError) as info:
         env.call_service("rec", "slow", method="block", timeout=0.5)
     assert info.value.started is True

@@ -660,7 +660,8 @@ def test_late_responses_are_dropped_without_leaking(make_env: MakeEnv) -> None:
     assert env._service_manager.in_flight() == 0
     assert env._service_manager._deadlines._buckets == {}
     stats = stats_of(env, "late")
-    assert (stats.timed_out, stats.done) == (rounds, len(late_ones) + 1)
+    # Each call has one outcome: a late response does not count as done as well.
+    assert (stats.timed_out, stats.done) == (rounds, 1)
     assert len(late_ones) > rounds // 2  # most of them started before their deadline
     gc.collect()
     assert len([r for r in late_ones if r() is not None]) <= RECENT

@@ -8,7 +8,7 @@ import threading
 from typing import Any
 
 import pytest
-from support import WAIT, sage_threads
+from support import WAIT, sage_threads, wait_until
 
 from sage_nb import (
     LocalEnvironment,
@@ -224,10 +224,36 @@ def test_service_whose_setup_raises(env: LocalEnvironment) -> None:
     assert isinstance(info.value.__cause__, OSError)
     assert "no database" in str(info.value)
     assert "'broken'" in str(info.value)
+    # The next call starts it again: an async call raises the start's error if it failed
+    # already, else its future fails with it.
+    try:
+        error = env.call_service_async("broken").exception(timeout=WAIT)
+    except ServiceUnavailableError as exc:
+        error = exc
+    assert isinstance(error, ServiceUnavailableError)
+    assert isinstance(error.__cause__, OSError)
+    assert wait_until(lambda: [t for t in sage_threads() if "deadlines" not in t.name] == [])
+
+
+def test_async_call_during_a_failing_setup_fails_its_future(env: LocalEnvironment) -> None:
+    # An async call never waits for setup(): it queues, and its future fails with the
+    # start's error when setup() raises.
+    gate = threading.Event()
+
+    class SlowBrokenSetup(BrokenSetup):
+        def setup(self) -> None:
+            gate.wait(WAIT)
+            super().setup()
+
+    env.register_service("broken", SlowBrokenSetup)
+    future = env.call_service_async("broken")
+    gate.set()
     with pytest.raises(ServiceUnavailableError) as info:
-        env.call_service_async("broken")
+        future.result(timeout=WAIT)
     assert isinstance(info.value.__cause__, OSError)
-    assert sage_threads() == []
+    assert "no database" in str(info.value)
+    stats = env.service_statistics()[0]
+    assert (stats.rejected, stats.done, stats.failed) == (1, 0, 0)
 
 
 def test_service_whose_constructor_raises(env: LocalEnvironment) -> None:

@@ -31,6 +31,7 @@ from ...errors import (
 )
 from ...runtime.proxy import check_method, check_timeout
 from ...runtime.retry import RetryPolicy, call_with_retries
+from ...runtime.service.callbacks import CallbackExecutor
 from ...runtime.service.deadlines import DeadlineScheduler
 from ...runtime.service.futures import AwaitableFuture
 from ...runtime.service.service_manager import RetryingFuture, error_from_response
@@ -42,6 +43,7 @@ from .wire import encode_call, pack_batch, response_from_wire, unpack_reply
 __all__ = ["ActorProxy"]
 
 _schedulers: dict[str, DeadlineScheduler] = {}
+_executors: dict[str, CallbackExecutor] = {}
 _schedulers_lock = threading.Lock()
 
 
@@ -51,6 +53,16 @@ def _scheduler(name: str) -> DeadlineScheduler:
         found = _schedulers.get(name)
         if found is None:
             found = _schedulers[name] = DeadlineScheduler(f"{name}-actor")
+        return found
+
+
+def _callbacks(name: str) -> CallbackExecutor:
+    """One callback thread per actor process and environment: where the done-callbacks of
+    its calls' futures and their retries run (never on Ray's callback thread)."""
+    with _schedulers_lock:
+        found = _executors.get(name)
+        if found is None:
+            found = _executors[name] = CallbackExecutor(f"{name}-actor")
         return found
 
 
@@ -215,13 +227,15 @@ class ActorProxy:
         policy = self._policy(name, retries)
         if policy is None or not policy.retries:
             return self._submit(name, method, args, kwargs, timeout)
+        environment = self.config.environment
         return RetryingFuture(
-            lambda left: self._submit(name, method, args, kwargs, left),
+            lambda left, _retry: self._submit(name, method, args, kwargs, left),
             name,
             method,
             timeout,
             policy,
-            _scheduler(self.config.environment),
+            _scheduler(environment),
+            _callbacks(environment),
         )
 
     def _submit(
@@ -234,6 +248,7 @@ class ActorProxy:
     ) -> _RayCallFuture:
         handle, _ = self._resolve(name)
         future = _RayCallFuture(self, name, method, timeout)
+        future.callbacks = _callbacks(self.config.environment)
         try:
             payload = encode_call(name, method, args, kwargs)
         except Exception as exc:

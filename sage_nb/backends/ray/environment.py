@@ -22,6 +22,8 @@ import weakref
 from typing import Any
 
 from ...api.environment import BaseEnvironment
+from ...runtime.dead_letters import DEFAULT_KEEP_DEAD_LETTERS
+from ...runtime.job_manager import DEFAULT_KEEP_JOBS
 from ...runtime.proxy import DEFAULT_ASYNC_TIMEOUT, DEFAULT_SYNC_TIMEOUT
 from ...runtime.retry import RetryPolicy
 from ...runtime.service.service_factory import ServiceOptions
@@ -83,6 +85,8 @@ class RemoteEnvironment(BaseEnvironment):
         channel_capacity: int = 32,
         start_timeout: float = 60.0,
         connect_timeout: float = 5.0,
+        keep_jobs: int | None = DEFAULT_KEEP_JOBS,
+        keep_dead_letters: int | None = DEFAULT_KEEP_DEAD_LETTERS,
         **ray_init_options: Any,
     ) -> None:
         ray = connect(address, connect_timeout=connect_timeout, **ray_init_options)
@@ -100,6 +104,8 @@ class RemoteEnvironment(BaseEnvironment):
             keep_services=keep_services,
             max_batch=max_batch,
             channel_capacity=channel_capacity,
+            keep_jobs=keep_jobs,
+            keep_dead_letters=keep_dead_letters,
             backend=RayBackend(self._actors),
         )
         self._actors.bind(self.name, self._directory)

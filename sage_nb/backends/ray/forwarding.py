@@ -20,9 +20,12 @@ Ray call, so a loaded service pays Ray's per-call cost once per batch. A sync ca
 service skips the queue: the caller's thread sends it (``direct``) and waits in ``ray.get``
 itself (``Replies.fetch``).
 
-How answers are counted and delivered is ``replies.py``'s business; user code never runs on
-Ray's callback thread, as responses whose target may run callbacks are delivered by the
-forwarder thread.
+How answers are counted and delivered is ``replies.py``'s business. No response is delivered
+under the send lock: what its holder settles waits in ``Replies.outbox`` until the lock is
+released (every path that takes the lock flushes after it), and delivering runs no user code
+(futures hand their callbacks to the environment's callback thread). A restarting actor's
+refusals come back here (``requeue``): those calls wait in the backlog for it, within their
+deadlines.
 """
 
 from __future__ import annotations
@@ -86,11 +89,11 @@ class Forwarder:
         self.concurrency = task.concurrency
         self.replicas = replicas
         self.replies = Replies(self, task, replicas, ray)
-        self._deliver_error = task.deliver_error
         # Held by the forwarder thread while it works and by a caller sending directly
         # (``direct``). Invariants: whoever holds it owns the replicas (their in_flight counts,
-        # dead and checking flags), the backlog and the replies' counters other than done and
-        # the *_late ones; the task's stop() takes them over once the thread has exited.
+        # dead and checking flags), the backlog and the replies' ``sent`` ledger; the task's
+        # stop() takes them over once the thread has exited. Whoever releases it calls
+        # ``replies.flush()``.
         self._send_lock = threading.Lock()
         self._backlog: deque[ServiceRequest] = deque()
         self.thread: threading.Thread | None = None
@@ -105,6 +108,7 @@ class Forwarder:
         """Return once no caller is sending directly (later ones see the task stopping)."""
         with self._send_lock:
             pass
+        self.replies.flush()
 
     def stop(self, timeout: float | None, *, drain: bool) -> bool:
         """Tell the thread to exit, with ``drain`` once what is queued is sent and answered;
@@ -124,18 +128,27 @@ class Forwarder:
         only once the forwarder has exited) the request queue."""
         ctx = self.context
         claim = ctx.pending.pop
+        replies = self.replies
         while self._backlog:
             request = self._backlog.popleft()
             if claim(request.request_id, None) is not None:
-                self._deliver_error(request, exc)
-        self.replies.fail_all(exc)
+                replies.reject(request, exc)
+        replies.fail_all(exc)
         while queue:
             try:
                 item = ctx.request_queue.get_nowait()
             except Empty:
                 break
             if type(item) is ServiceRequest and claim(item.request_id, None) is not None:
-                self._deliver_error(item, exc)
+                replies.reject(item, exc)
+
+    def requeue(self, requests: list[ServiceRequest]) -> None:
+        """Under the send lock: put requests a restarting actor refused (they never ran) back
+        at the front of the backlog, withdrawable again, in their order."""
+        pending = self.context.pending
+        for request in reversed(requests):
+            pending[request.request_id] = request
+            self._backlog.appendleft(request)
 
     def settle_if_idle(self, item: Completed) -> bool:
         """Ray's callback thread: complete ``item`` here if the forwarder has nothing else to
@@ -154,6 +167,7 @@ class Forwarder:
             return False
         finally:
             lock.release()
+            self.replies.flush()
 
     # -- the forwarder thread --------------------------------------------------------------
     def _run(self) -> None:
@@ -185,6 +199,7 @@ class Forwarder:
                         break
                 if backlog:
                     self._flush()
+            replies.flush()
             if stopping is not None and (
                 not stopping.drain or not (backlog or sent) or self.task.state == "down"
             ):
@@ -231,6 +246,7 @@ class Forwarder:
             return True
         finally:
             lock.release()
+            self.replies.flush()
 
     # -- sending batches -------------------------------------------------------------------
     def _flush(self) -> None:

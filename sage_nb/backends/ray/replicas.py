@@ -7,8 +7,9 @@ keeps that view true:
 - an answer from a new process id means Ray restarted the actor (``restarts`` counts it);
 - an answer from an older version means Ray restarted it with its original arguments:
   ``reswap`` sends it the version the service serves now;
-- a replica that reported ``ActorDiedError`` is asked whether it is really gone (``check``);
-  it takes no new calls until it answers, and once every replica is gone the service is down.
+- a replica that failed a call with an actor error is probed (``check``) with a call Ray
+  retries until the actor is back or dead for good; it takes no new calls until the probe
+  answers, and once every replica is gone the service is down.
 
 ::
 
@@ -86,20 +87,21 @@ class Replicas:
 
         on_completed(ref, done)
 
-    def check(self, replica: Replica, answer: Callable[[bool, int], None]) -> bool:
-        """Ask ``replica``, which reported ``ActorDiedError``, whether it is really gone. It
-        takes no calls until ``answer(alive, pid)`` runs, on Ray's callback thread; hand the
-        answer to ``checked`` from there. False if it cannot even be asked: it is gone."""
+    def check(self, replica: Replica, answer: Callable[[bool, int, int], None]) -> bool:
+        """Probe ``replica``, which failed a call with an actor error: Ray retries the probe
+        while the actor restarts, so it answers once the actor is back (or dead for good). It
+        takes no calls until ``answer(alive, pid, version)`` runs, on Ray's callback thread;
+        hand the answer to ``checked`` from there. False if it cannot even be asked."""
         replica.checking = True
         try:
-            ref = replica.handle.ready.remote()
+            ref = replica.handle.ready.options(max_task_retries=-1).remote()
         except Exception as exc:
             log.debug("service %r: %s does not answer: %s", self.service, replica.name, exc)
             return False
 
         def done(data: Any, ref: Any = ref) -> None:
             alive = not isinstance(data, BaseException)
-            answer(alive, data[0] if alive else 0)
+            answer(alive, data[0] if alive else 0, data[1] if alive else 0)
 
         on_completed(ref, done)
         return True

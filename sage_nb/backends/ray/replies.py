@@ -4,29 +4,38 @@
 
     Ray's callback thread (ray_compat.on_completed of a batch) ──┐
     a sync caller that sent directly, after its ray.get (fetch) ──┴─▶ on_result
-       decode and count; deliver to waiters that run no user code (a SyncWaiter, a future
-       without callbacks); the rest ──Completed──▶ request_queue ──▶ forwarder: complete
-       (frees the slot, delivers, counts restarts, swaps a restarted replica forward), or
+       decode, count and deliver (delivering runs no user code: a future's callbacks go to
+       the environment's callback thread); then ──Completed──▶ request_queue ──▶ forwarder:
+       complete (frees the slot, counts restarts, swaps a restarted replica forward), or
        complete right there when the forwarder is idle (Forwarder.settle_if_idle)
-    a failed batch: each of its calls fails (translate_ray_error); after ActorDiedError the
-       replica is checked, its answer coming back as Checked; none left: the service is down
+    a failed batch: after "the actor is restarting" (Ray refused it: it never ran) its calls
+       go back to the backlog; after any other actor error each call fails (it may have run:
+       the retry policy decides). Either way the replica is probed with a call Ray retries
+       until the actor is back (or dead for good), and it takes no calls until it answers;
+       none left alive: the service is down
 
 ``sent`` is the ledger of requests sent to an actor and not answered yet: whoever pops a
-request's id from it delivers that request's response, so each is delivered exactly once,
-whichever of Ray's callback thread, the forwarder, a caller in ``fetch`` or ``stop()`` gets
-there first. Requests that fail before being sent (arguments that do not pickle, a deadline
-passed in the backlog) are counted and answered here too: every call counter lives here
-(restarts are counted by ``Replicas``).
+request's id from it settles that request, so each is answered exactly once, whichever of Ray's
+callback thread, the forwarder, a caller in ``fetch`` or ``stop()`` gets there first. What the
+send lock's holder settles goes to ``outbox`` and is delivered once the lock is released
+(``flush``): no response is delivered under the send lock.
+
+Counting is exact: each request counts one outcome (done, failed, timed out, rejected) when it
+is answered, and the count is taken back if the caller had already given up (it counted its
+own timeout or cancellation). Counters change under ``_lock``, from any thread.
 """
 
 from __future__ import annotations
 
 import logging
+import threading
 import time
+from collections import deque
+from collections.abc import Callable
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
-from ...runtime.messages import ServiceRequest, ServiceResponse
+from ...runtime.messages import ServiceRequest, ServiceResponse, error_response
 from ...runtime.metrics import LatencyWindow
 from ...runtime.service.futures import AwaitableFuture
 from ...runtime.service.service_manager import SyncWaiter
@@ -39,7 +48,7 @@ if TYPE_CHECKING:
     from .replicas import Replica, Replicas
     from .service_task import RayServiceTask
 
-__all__ = ["Checked", "Completed", "Replies"]
+__all__ = ["Checked", "Completed", "Replies", "never_ran"]
 
 log = logging.getLogger(__name__)
 
@@ -71,28 +80,56 @@ class Completed:
 class Checked:
     """The answer to a liveness check of a replica that reported ``ActorDiedError``."""
 
-    __slots__ = ("alive", "owner", "pid", "replica")
+    __slots__ = ("alive", "owner", "pid", "replica", "version")
 
-    def __init__(self, owner: Forwarder, replica: Replica, alive: bool, pid: int) -> None:
+    def __init__(
+        self, owner: Forwarder, replica: Replica, alive: bool, pid: int, version: int = 0
+    ) -> None:
         self.owner = owner
         self.replica = replica
         self.alive = alive
         self.pid = pid
+        self.version = version
+
+
+#: Outcomes a request is counted as (the caller's side counts timeouts and cancellations).
+DONE, FAILED, TIMED_OUT, REJECTED = "done", "failed", "timed_out", "rejected"
+
+
+def never_ran(failure: BaseException) -> bool:
+    """True if Ray refused a call because its actor is restarting: the call never reached
+    the actor, so it can be sent again once the actor is back (Ray's message says "may or
+    may not have been executed" for every unavailable actor; this one is raised before
+    sending)."""
+    from ray import exceptions as rex
+
+    return isinstance(failure, rex.ActorUnavailableError) and "actor is restarting" in str(failure)
+
+
+def _settled(target: Any) -> bool:
+    """True if the caller behind ``target`` has its answer, or gave up, already."""
+    if type(target) is SyncWaiter:
+        return target.settled
+    return isinstance(target, AwaitableFuture) and target.done()
 
 
 def _delivers_inline(target: Any) -> bool:
-    """True if delivering to ``target`` cannot run user code (safe on Ray's thread)."""
+    """True if delivering to ``target`` cannot run user code (safe on Ray's thread): a sync
+    waiter, or a future whose callbacks run elsewhere (or that has none)."""
     if type(target) is SyncWaiter:
         return True
-    return isinstance(target, AwaitableFuture) and not target.has_done_callbacks()
+    return isinstance(target, AwaitableFuture) and (
+        target.callbacks is not None or not target.has_done_callbacks()
+    )
 
 
 class Replies:
     """Counts and delivers the answers to ``forwarder``'s requests (see the module docstring).
 
-    ``complete``, ``batch_failed``, ``checked``, ``fail``, ``fail_unsent`` and
-    ``expire_unsent`` run under the forwarder's send lock; ``on_result`` and ``fetch`` do
-    not (Ray's callback thread, a sync caller's thread).
+    ``complete``, ``batch_failed``, ``checked``, ``fail``, ``fail_all``, ``reject``,
+    ``fail_unsent`` and ``expire_unsent`` run under the forwarder's send lock and leave their
+    deliveries in ``outbox`` for ``flush``; ``on_result`` and ``fetch`` do not (Ray's callback
+    thread, a sync caller's thread) and deliver at once.
     """
 
     def __init__(
@@ -108,21 +145,48 @@ class Replies:
         self.name = task.name
         self.replicas = replicas
         self._ray = ray
-        self._deliver = task.deliver
-        self._deliver_error = task.deliver_error
         # Invariants: sent maps the id of every request sent to an actor and not yet answered
-        # to the request; whoever pops an id delivers its response, so each is delivered
-        # exactly once.
+        # to the request; whoever pops an id settles it, so each is answered exactly once.
         self.sent: dict[int, ServiceRequest] = {}
-        # Counters: done and the *_late ones are written where answers are decoded (Ray's
-        # callback thread; a sync caller's own thread in fetch), the others under the
-        # forwarder's send lock (calls that failed before or instead of an answer).
+        #: Settled under the send lock, delivered by ``flush``: (request, response, outcome).
+        self.outbox: deque[tuple[ServiceRequest, ServiceResponse, str]] = deque()
+        # Counters and the latency window change under _lock (a leaf lock), from any thread.
+        self._lock = threading.Lock()
         self.done = 0
         self.failed = 0
-        self.failed_late = 0
-        self.expired = 0
-        self.expired_late = 0
+        self.timed_out = 0
+        self.rejected = 0
         self.latency = LatencyWindow()
+
+    # -- counting and delivering -----------------------------------------------------------
+    def _count(self, outcome: str, n: int) -> None:
+        with self._lock:
+            setattr(self, outcome, getattr(self, outcome) + n)
+
+    def _settle(self, request: ServiceRequest, response: ServiceResponse, outcome: str) -> None:
+        """Deliver now (not under the send lock): counted first, so a caller that wakes up
+        sees its call in ``statistics()``; taken back if the caller had given up."""
+        self._count(outcome, 1)
+        target = request.response_target
+        if target is None or not target.deliver(response):
+            self._count(outcome, -1)
+
+    def _post(self, request: ServiceRequest, response: ServiceResponse, outcome: str) -> None:
+        """Under the send lock: settle ``request`` once the lock is released (``flush``)."""
+        self.outbox.append((request, response, outcome))
+
+    def _post_error(self, request: ServiceRequest, exc: BaseException, outcome: str) -> None:
+        self._post(request, error_response(request, exc), outcome)
+
+    def flush(self) -> None:
+        """Deliver what was settled under the send lock; whoever released it calls this."""
+        outbox = self.outbox
+        while outbox:
+            try:
+                request, response, outcome = outbox.popleft()
+            except IndexError:  # another thread flushed the last one
+                return
+            self._settle(request, response, outcome)
 
     # -- answers ---------------------------------------------------------------------------
     def fetch(
@@ -147,16 +211,16 @@ class Replies:
                 raise
             data = exc
         self.on_result(replica, requests, ref, data)
-        # A success was delivered above; a failure goes through the forwarder.
+        # A success was delivered above; a failure goes through the forwarder (which may send
+        # the request again once a restarting actor is back).
         left = -1 if deadline is None else max(0.0, deadline - time.monotonic())
         return waiter.lock.acquire(True, left)
 
     def on_result(
         self, replica: Replica, requests: list[ServiceRequest], ref: Any, data: Any
     ) -> None:
-        """Ray's callback thread: decode, count, deliver to waiters that run no user code, and
-        hand the rest to the forwarder. Counting comes first, so a caller that wakes up sees
-        its call in ``statistics()``."""
+        """Ray's callback thread: decode, count and deliver what runs no user code, then hand
+        the batch to the forwarder (its slot, restarts, and any other target)."""
         forwarder = self.forwarder
         if not isinstance(data, BaseException):
             try:
@@ -172,32 +236,39 @@ class Replies:
             for request, entry in zip(requests, entries)
         ]
         remember = self.context.recent.append
-        samples = self.latency
-        for request, response in zip(requests, responses):
-            remember((request, response))
-            if response.success:
-                self.done += 1
-            elif _expired(response):
-                self.expired_late += 1
-                continue
-            else:
-                self.failed_late += 1
-            samples.add(response.execution_time)
+        for pair in zip(requests, responses):
+            remember(pair)
         sent = self.sent
         rest = False
         for request, response in zip(requests, responses):
-            target = request.response_target
-            if _delivers_inline(target):
+            if _delivers_inline(request.response_target):
                 if sent.pop(request.request_id, None) is not None:
-                    target.deliver(response)  # type: ignore[union-attr]
+                    self._answer(request, response, self._settle)
             else:
                 rest = True
         item = Completed(forwarder, replica, requests, responses, None, pid, version)
-        # Nothing left for the forwarder (no user callback to run, nothing waiting for this
-        # slot): settle the batch here instead of waking it.
+        # Nothing left for the forwarder (no target that runs user code, nothing waiting for
+        # this slot): settle the batch here instead of waking it.
         if not rest and forwarder.settle_if_idle(item):
             return
         self.context.request_queue.put(item)
+
+    def _answer(
+        self,
+        request: ServiceRequest,
+        response: ServiceResponse,
+        settle: Callable[[ServiceRequest, ServiceResponse, str], None],
+    ) -> None:
+        if response.success:
+            outcome = DONE
+        elif _expired(response):  # the actor skipped it: its deadline had passed
+            settle(request, response, TIMED_OUT)
+            return
+        else:
+            outcome = FAILED
+        with self._lock:
+            self.latency.add(response.execution_time)
+        settle(request, response, outcome)
 
     def complete(self, item: Completed) -> None:
         replica = item.replica
@@ -213,7 +284,7 @@ class Replies:
         sent = self.sent
         for request, response in zip(item.requests, item.responses):
             if sent.pop(request.request_id, None) is not None:
-                request.response_target.deliver(response)  # type: ignore[union-attr]
+                self._answer(request, response, self._post)
 
     # -- failures --------------------------------------------------------------------------
     def batch_failed(
@@ -221,27 +292,35 @@ class Replies:
     ) -> None:
         from ray import exceptions as rex
 
-        method = requests[0].method_name if len(requests) == 1 else "handle"
-        # Is it really gone? (Restarts are counted when a replica answers with a new pid.)
+        # Restarting or gone? The replica takes no calls until the probe answers.
         if (
-            isinstance(failure, rex.ActorDiedError)
+            isinstance(failure, rex.RayActorError)
             and not replica.checking
             and not self.replicas.check(replica, partial(self._answer_checked, replica))
         ):
             self.checked(Checked(self.forwarder, replica, False, 0))  # it cannot be asked
+        sent = self.sent
+        if never_ran(failure):  # sent again once the actor is back, within their deadlines
+            again = [r for r in requests if sent.pop(r.request_id, None) is not None]
+            self.forwarder.requeue([r for r in again if not _settled(r.response_target)])
+            return
+        method = requests[0].method_name if len(requests) == 1 else "handle"
         for request in requests:
-            exc = translate_ray_error(failure, self.name, request.method_name or method)
-            if self.sent.pop(request.request_id, None) is not None:
-                self.failed += 1
-                self._deliver_error(request, exc)
+            if sent.pop(request.request_id, None) is not None:
+                exc = translate_ray_error(failure, self.name, request.method_name or method)
+                self._post_error(request, exc, FAILED)
 
-    def _answer_checked(self, replica: Replica, alive: bool, pid: int) -> None:
-        """Ray's callback thread: hand the answer to a replica's check to the forwarder."""
-        self.context.request_queue.put(Checked(self.forwarder, replica, alive, pid))
+    def _answer_checked(self, replica: Replica, alive: bool, pid: int, version: int) -> None:
+        """Ray's callback thread: hand the answer to a replica's probe to the forwarder."""
+        self.context.request_queue.put(Checked(self.forwarder, replica, alive, pid, version))
 
     def checked(self, item: Checked) -> None:
-        reason = self.replicas.checked(item.replica, item.alive, item.pid)
-        if reason is not None and self.task.mark_down(reason):
+        replica = item.replica
+        reason = self.replicas.checked(replica, item.alive, item.pid)
+        task = self.task
+        if item.alive and item.version < task.version_number:
+            self.replicas.reswap(replica, task.version_number, task.factory)
+        if reason is not None and task.mark_down(reason):
             self.forwarder.fail_waiting(
                 self.context.unavailable(f"it is down ({reason})"), queue=False
             )
@@ -251,25 +330,27 @@ class Replies:
         """Fail the ``requests`` of a batch whose Ray call could not be made."""
         for request in requests:
             if self.sent.pop(request.request_id, None) is not None:
-                self.failed += 1
-                self._deliver_error(request, exc)
+                self._post_error(request, exc, FAILED)
 
     def fail_all(self, exc: BaseException) -> None:
-        """Answer every request sent and not answered yet with ``exc`` (not counted)."""
+        """Answer every request sent and not answered yet with ``exc`` (the service stopped
+        or is down): failed, as it may have run."""
         for rid in list(self.sent):
             sent = self.sent.pop(rid, None)
             if sent is not None:
-                self._deliver_error(sent, exc)
+                self._post_error(sent, exc, FAILED)
+
+    def reject(self, request: ServiceRequest, exc: BaseException) -> None:
+        """Answer a request never sent with ``exc`` (the service stopped or is down)."""
+        self._post_error(request, exc, REJECTED)
 
     def fail_unsent(self, request: ServiceRequest, exc: BaseException) -> None:
         """Fail a request that could not be sent (its arguments do not pickle)."""
-        self.failed += 1
-        self._deliver_error(request, exc)
+        self._post_error(request, exc, FAILED)
 
     def expire_unsent(self, request: ServiceRequest) -> None:
         """Answer a request whose deadline passed before it was sent."""
-        self.expired += 1
-        self._deliver(request, self.task.expired_response(request))
+        self._post(request, self.task.expired_response(request), TIMED_OUT)
 
 
 def _expired(response: ServiceResponse) -> bool:

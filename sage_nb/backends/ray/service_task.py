@@ -105,6 +105,10 @@ class RayServiceTask(BaseServiceTask):
             options["num_cpus"] = opts.num_cpus
         if opts.num_gpus is not None:
             options["num_gpus"] = opts.num_gpus
+        with self._lock:
+            if self._state != "created":
+                return  # stopped before it started
+            self._state = "starting"
         config = backend.config()
         self.version_number = 1
         created: list[tuple[str, Any]] = []
@@ -124,11 +128,15 @@ class RayServiceTask(BaseServiceTask):
             for (name, handle), (pid, number) in zip(created, answers)
         ]
         with self._lock:
-            self._state = "running"
+            stopped = self._state != "starting"  # stop() came while the actors started
+            if not stopped:
+                self._state = "running"
+        if stopped:
+            self._shutdown_replicas(1.0)
+            return
         self._forwarder.start()
-        self.context.task = self
-        self.context.direct = self._forwarder.direct
-        self.context.accepting = True
+        if self.context.task is self:
+            self.context.direct = self._forwarder.direct
 
     def stop(self, timeout: float | None = 5.0, *, drain: bool = True) -> bool:
         """Stop taking calls; with ``drain`` send what is queued and wait for the answers;
@@ -140,14 +148,18 @@ class RayServiceTask(BaseServiceTask):
         with self._lock:
             if self._state in ("stopping", "stopped"):
                 return True
-            self._state = "stopping"
+            self._state = "stopping"  # a start() in progress sees it and kills its actors
         ctx = self.context
         forwarder = self._forwarder
-        ctx.accepting = False
+        # A task stopped after a newer one took the context (a down service restarted)
+        # leaves the context and its queue alone.
+        owns = ctx.task is self
+        if owns:
+            ctx.accepting = False
         if ctx.direct == forwarder.direct:
             ctx.direct = None
         forwarder.wait_for_senders()  # later ones see "stopping"
-        if ctx.waiting:
+        if owns and ctx.waiting:
             ctx.notify_room(everyone=True)
         deadline = None if timeout is None else time.monotonic() + timeout
 
@@ -158,7 +170,8 @@ class RayServiceTask(BaseServiceTask):
             self._refusing = True
         clean = forwarder.stop(left(), drain=drain)
         self._refusing = True
-        forwarder.fail_waiting(ctx.unavailable("it was stopped"))
+        forwarder.fail_waiting(ctx.unavailable("it was stopped"), queue=owns)
+        forwarder.replies.flush()
         clean = self._shutdown_replicas(left(0.1)) and clean
         with self._lock:
             self._state = "stopped"
@@ -260,10 +273,11 @@ class RayServiceTask(BaseServiceTask):
             queued=len(self.context.pending),
             in_flight=len(replies.sent),
             done=replies.done,
-            failed=replies.failed + replies.failed_late,
-            timed_out=self.context.timed_out + replies.expired + replies.expired_late,
+            failed=replies.failed,
+            timed_out=self.context.timed_out + replies.timed_out,
             cancelled=self.context.cancelled,
             retries=self.context.retries,
+            rejected=self.context.rejected + replies.rejected,
             restarts=self._replicas.restarts,
             p50=p50,
             p95=p95,
@@ -274,6 +288,8 @@ class RayServiceTask(BaseServiceTask):
         state = self._state
         if state == "down":
             return "down", self._down_reason
+        if state in ("created", "starting"):
+            return "starting", "its Ray actors are starting"
         if state != "running":
             return "stopped", state
         return self._replicas.liveness()

@@ -303,6 +303,8 @@ class MonitorView(LiveView):
                 "done": s.done,
                 "failed": s.failed,
                 "timed_out": s.timed_out,
+                "cancelled": s.cancelled,
+                "rejected": s.rejected,
                 "retries": s.retries,
                 "p50": s.p50,
                 "p95": s.p95,

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from ...errors import ServiceNotFoundError, ServiceTimeoutError
-from ..messages import RemoteError, ServiceRequest, ServiceResponse
+from ..messages import ServiceRequest, ServiceResponse, error_response
 from .service_factory import ServiceFactory
 
 if TYPE_CHECKING:
@@ -98,6 +98,8 @@ class ServiceStatistics:
     """A snapshot of one service, for ``%sage_status``, widgets and tests.
 
     Latencies are execution times in seconds over the most recent calls (``None`` before any).
+    ``state`` is "created", "starting", "running", "stopping", "stopped", "down" or
+    "registered" (never started).
     """
 
     name: str
@@ -112,6 +114,10 @@ class ServiceStatistics:
     timed_out: int
     cancelled: int
     retries: int
+    #: Calls refused without running: the service was stopped, down, failed to start, or
+    #: its queue was full. done + failed + timed_out + cancelled + rejected counts every
+    #: attempt once; minus ``retries``, every call.
+    rejected: int
     restarts: int
     p50: float | None
     p95: float | None
@@ -168,18 +174,24 @@ class BaseServiceTask:
 
     def expired_response(self, request: ServiceRequest) -> ServiceResponse:
         exc = ServiceTimeoutError(self.name, request.method_name, request.timeout, started=False)
-        return _error_response(request, exc)
+        return error_response(request, exc)
+
+    def start_failed(self, reason: str) -> None:
+        """The dispatcher's start thread: building the service raised; it serves nothing."""
+        self._state = "down"
+        self._down_reason = reason
+        self._refusing = True
 
     @staticmethod
-    def deliver(request: ServiceRequest, response: ServiceResponse) -> None:
+    def deliver(request: ServiceRequest, response: ServiceResponse) -> bool:
+        """Deliver ``response``; True if it settled the call (see ``ResponseTarget``)."""
         target = request.response_target
-        if target is not None:
-            target.deliver(response)
+        return target is not None and bool(target.deliver(response))
 
     @classmethod
-    def deliver_error(cls, request: ServiceRequest, exc: BaseException) -> None:
+    def deliver_error(cls, request: ServiceRequest, exc: BaseException) -> bool:
         """Fail ``request`` with an error of sage_nb's own (the service never ran it)."""
-        cls.deliver(request, _error_response(request, exc))
+        return cls.deliver(request, error_response(request, exc))
 
     # -- lifecycle, implemented by backends ------------------------------------------------
     def start(self) -> None:
@@ -202,10 +214,3 @@ class BaseServiceTask:
     def liveness(self) -> tuple[str, str]:
         """("healthy" | "degraded" | "down" | "stopped", reason) from the runtime's own view."""
         raise NotImplementedError
-
-
-def _error_response(request: ServiceRequest, exc: BaseException) -> ServiceResponse:
-    """A failed response carrying ``exc`` itself: raised by sage_nb, so no remote traceback."""
-    return ServiceResponse(
-        request.request_id, False, None, RemoteError(type(exc).__name__, str(exc), "", exc)
-    )

@@ -12,18 +12,31 @@ creates the condition and a completer that finds none cannot miss each other. Ev
 relies on ``Future`` internals (``concurrent.futures.wait``, ``as_completed``,
 ``add_done_callback``) reaches ``_condition`` and gets a real one. Relies on the private state
 names of ``concurrent.futures._base`` (stable since Python 3.8).
+
+Done-callbacks are user code, and whoever completes a future is a runtime thread (a service
+worker, the deadline thread, Ray's callback thread): a future that has a ``callbacks``
+executor (the environment's, see ``callbacks.py``) hands them to it instead of running them
+in place, so a callback may itself call a service, even the one that completed it. The
+runtime's own reactions (an ``await``, a retry) are hooks that never run user code
+(``_on_done``) and run in place.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import threading
-from collections.abc import Generator
+from collections.abc import Callable, Generator
 from concurrent.futures import CancelledError, Future, InvalidStateError, TimeoutError
 from concurrent.futures._base import CANCELLED, CANCELLED_AND_NOTIFIED, FINISHED, PENDING
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .callbacks import CallbackExecutor
 
 __all__ = ["AwaitableFuture"]
+
+log = logging.getLogger(__name__)
 
 # Invariants: a future's _cond goes from None to a Condition once, under _LAZY; a completer that
 # sees None under _LAZY finishes the future before releasing it.
@@ -34,8 +47,12 @@ _DONE = (CANCELLED, CANCELLED_AND_NOTIFIED, FINISHED)
 class AwaitableFuture(Future):  # type: ignore[type-arg]
     """A lightweight ``concurrent.futures.Future``; ``await future`` works in asyncio."""
 
+    #: Where done-callbacks run (None: in the completing thread, as a standard Future).
+    callbacks: CallbackExecutor | None = None
+
     def __init__(self) -> None:  # no super().__init__(): it would build the Condition
         self._cond: threading.Condition | None = None
+        self._hooks: list[Callable[[AwaitableFuture], None]] | None = None
         self._state = PENDING
         self._result: Any = None
         self._exception: BaseException | None = None
@@ -53,8 +70,38 @@ class AwaitableFuture(Future):  # type: ignore[type-arg]
         return cond
 
     def has_done_callbacks(self) -> bool:
-        """True once someone added a done-callback (whoever completes it runs them)."""
+        """True once someone added a done-callback."""
         return bool(self._done_callbacks)
+
+    def _on_done(self, hook: Callable[[AwaitableFuture], None]) -> None:
+        """Run ``hook(self)`` in place once done (now, if it is): for the runtime's own quick
+        reactions, which never run user code; user callbacks go through
+        ``add_done_callback``."""
+        with self._condition:
+            if self._state not in _DONE:
+                if self._hooks is None:
+                    self._hooks = []
+                self._hooks.append(hook)
+                return
+        hook(self)
+
+    def _invoke_callbacks(self) -> None:
+        hooks = self._hooks
+        if hooks is not None:
+            self._hooks = None
+            for hook in hooks:
+                try:
+                    hook(self)
+                except Exception:  # pragma: no cover - hooks do not raise
+                    log.exception("a runtime hook of %r raised", self)
+        if not self._done_callbacks:
+            return
+        executor = self.callbacks
+        if executor is None:
+            super()._invoke_callbacks()  # type: ignore[misc]
+            return
+        callbacks, self._done_callbacks = self._done_callbacks, []
+        executor.run_callbacks(self, callbacks)
 
     # -- completion -------------------------------------------------------------------------
     def _finish(self, result: Any, exc: BaseException | None) -> None:
@@ -67,21 +114,22 @@ class AwaitableFuture(Future):  # type: ignore[type-arg]
             if late:  # raised outside _LAZY: repr() takes _condition
                 raise InvalidStateError(f"{self._state}: {self!r}")
             if lazy:
-                if self._done_callbacks:
-                    self._invoke_callbacks()  # type: ignore[attr-defined]  # Future's own
+                if self._done_callbacks or self._hooks:
+                    self._invoke_callbacks()
                 return
         if exc is None:
             super().set_result(result)
         else:
             super().set_exception(exc)
 
-    def _settle(self, result: Any, exc: BaseException | None) -> None:
+    def _settle(self, result: Any, exc: BaseException | None) -> bool:
         """Complete unless already complete: of racing completions (a response and its
-        deadline, say) the first wins and the others are dropped."""
+        deadline, say) the first wins and the others are dropped. True if this one won."""
         try:
             self._finish(result, exc)
         except InvalidStateError:
-            pass
+            return False
+        return True
 
     def set_result(self, result: Any) -> None:
         self._finish(result, None)
@@ -122,4 +170,34 @@ class AwaitableFuture(Future):  # type: ignore[type-arg]
                 raise TimeoutError()
 
     def __await__(self) -> Generator[Any, None, Any]:
-        return asyncio.wrap_future(self).__await__()
+        if self.done():
+            return self.result()
+        loop = asyncio.get_running_loop()
+        waiter = loop.create_future()
+
+        def settle(_: AwaitableFuture) -> None:  # the completing thread: no user code
+            try:
+                loop.call_soon_threadsafe(_copy_state, self, waiter)
+            except RuntimeError:  # the loop closed meanwhile: nobody awaits any more
+                pass
+
+        def cancelled(done: asyncio.Future[Any]) -> None:  # the awaiting task was cancelled
+            if done.cancelled():
+                self.cancel()
+
+        waiter.add_done_callback(cancelled)
+        self._on_done(settle)
+        return (yield from waiter)
+
+
+def _copy_state(source: AwaitableFuture, waiter: asyncio.Future[Any]) -> None:
+    if waiter.cancelled():
+        return
+    if source.cancelled():
+        waiter.cancel()
+        return
+    exc = source.exception()
+    if exc is None:
+        waiter.set_result(source.result())
+    else:
+        waiter.set_exception(exc)

@@ -6,7 +6,7 @@
                                │ pending.pop(rid): claim, or skip a withdrawn request
                                │ fn = version.methods[...]; result = fn(*args, **kwargs)
                                └─▶ request.response_target.deliver(response)
-                    async def methods ──▶ sage_nb/service-loop/<name> (one asyncio loop)
+                    async def methods ──▶ sage_nb/service-loop/<name> (async_methods.py)
 
 Workers read the current ``ServiceVersion`` once per request, so a swap replaces it between two
 requests: queued requests are answered by the new version, and the old one is closed when no
@@ -16,18 +16,17 @@ never stops the workers of a later start.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import threading
 import time
-from collections.abc import Callable
 from queue import Empty
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from ...errors import ServiceUnavailableError
 from ..messages import RemoteError, ServiceRequest, ServiceResponse
 from ..metrics import LatencyWindow, percentiles
-from ..threads import LoopThread, make_thread
+from ..threads import make_thread
+from .async_methods import AsyncMethods
 from .base_service_task import BaseServiceTask, ServiceStatistics, ServiceVersion
 from .service_factory import ServiceFactory
 
@@ -52,7 +51,17 @@ class _Stop:
 class _Worker:
     """One worker thread and the counters only it writes."""
 
-    __slots__ = ("busy", "done", "expired", "failed", "index", "latency", "since", "thread")
+    __slots__ = (
+        "busy",
+        "done",
+        "expired",
+        "failed",
+        "index",
+        "latency",
+        "rejected",
+        "since",
+        "thread",
+    )
 
     def __init__(self, index: int) -> None:
         self.index = index
@@ -62,16 +71,8 @@ class _Worker:
         self.done = 0
         self.failed = 0
         self.expired = 0
+        self.rejected = 0
         self.latency = LatencyWindow()
-
-
-class _LoopRunner(LoopThread):
-    """The loop for a service's ``async def`` methods, with its share of the statistics."""
-
-    def __init__(self, service: str) -> None:
-        self.active = 0  # coroutines running; written only by the loop thread
-        self.stats = _Worker(-1)  # likewise
-        super().__init__(f"sage_nb/service-loop/{service}")
 
 
 class LocalServiceTask(BaseServiceTask):
@@ -87,19 +88,36 @@ class LocalServiceTask(BaseServiceTask):
         self._cond = threading.Condition()
         self._version: ServiceVersion | None = None
         self._workers: list[_Worker] = []
-        self._loop: _LoopRunner | None = None
+        self._loop: AsyncMethods | None = None
+        #: Versions replaced by a restart while other workers still ran them; closed by the
+        #: last of those workers (``_retire``), or by stop().
+        self._retiring: list[ServiceVersion] = []
+        #: Set once start() has started every worker; workers serve only then.
+        self._ready = threading.Event()
         #: Set by stop(): interrupts a crashed worker's restart backoff.
         self._stopped = threading.Event()
         self.restarts = 0
 
     # -- lifecycle -------------------------------------------------------------------------
     def start(self) -> None:
-        """Build the service (``setup()`` runs here) and start its workers."""
+        """Build the service (``setup()`` runs here, on the dispatcher's start thread, while
+        callers queue requests) and start its workers; a stop meanwhile wins."""
+        with self._cond:
+            if self._state == "created":
+                self._state = "starting"
         version = self.build_version(self.factory)
         with self._cond:
-            self._version = version
-            self._state = "running"
-            self._spawn(self.factory.options.concurrency)
+            if self._state != "starting":  # stopped while it was being built
+                stopped = True
+            else:
+                stopped = False
+                self._version = version
+                self._state = "running"
+                self._spawn(self.factory.options.concurrency)
+        self._ready.set()  # every worker runs by now: they may take requests
+        if stopped:
+            self._close_version(version)
+            return
         self.context.task = self
         self.context.accepting = True
 
@@ -126,11 +144,21 @@ class LocalServiceTask(BaseServiceTask):
         with self._cond:
             if self._state in ("stopping", "stopped"):
                 return True
+            if self._state in ("created", "starting"):  # start() closes what it builds
+                self._state = "stopped"
+                self.context.accepting = False
+                self._refusing = True
+                self._fail_queued("it was stopped")
+                return True
             self._state = "stopping"
             workers = self._alive_workers()
-        self.context.accepting = False
+        # A task that went down may be stopped after a new one took its context over: then
+        # the context's queue and flags are the new task's, not to be touched here.
+        owns = self.context.task is self
+        if owns:
+            self.context.accepting = False
         self._stopped.set()
-        if self.context.waiting:
+        if owns and self.context.waiting:
             self.context.notify_room(everyone=True)
         if not drain:
             self._refusing = True
@@ -142,11 +170,15 @@ class LocalServiceTask(BaseServiceTask):
             w.thread.join(None if deadline is None else max(0.0, deadline - time.monotonic()))
         clean = not any(w.thread is not None and w.thread.is_alive() for w in workers)
         self._refusing = True
-        self._fail_queued("it was stopped")
+        if owns:
+            self._fail_queued("it was stopped")
         if self._loop is not None:
             self._loop.stop(None if deadline is None else max(0.1, deadline - time.monotonic()))
         with self._cond:
             version, self._state = self._version, "stopped"
+            retiring, self._retiring = self._retiring, []
+        for old in retiring:
+            self._close_version(old)
         if version is not None:
             self._close_version(version)
         if not clean:
@@ -155,6 +187,7 @@ class LocalServiceTask(BaseServiceTask):
 
     def _fail_queued(self, reason: str) -> None:
         ctx = self.context
+        refused = 0
         while True:
             try:
                 request = ctx.request_queue.get_nowait()
@@ -163,7 +196,9 @@ class LocalServiceTask(BaseServiceTask):
             if type(request) is _Stop:
                 continue
             if ctx.pending.pop(request.request_id, None) is not None:
-                self.deliver_error(request, ctx.unavailable(reason))
+                refused += self.deliver_error(request, ctx.unavailable(reason))
+        if refused:
+            ctx.count_rejected(refused)
 
     def swap(self, factory: ServiceFactory, timeout: float | None = None) -> None:
         """Replace the running version with one built from ``factory``, losing no request.
@@ -195,6 +230,7 @@ class LocalServiceTask(BaseServiceTask):
         """Run the worker loop; if it dies (an exception that is not an ``Exception``, such as
         ``SystemExit``, escaped a method), rebuild the service with backoff and go on, up to
         ``factory.options.max_restarts`` times; then the service is down."""
+        self._ready.wait()
         while True:
             try:
                 self._serve(worker)
@@ -235,13 +271,30 @@ class LocalServiceTask(BaseServiceTask):
         log.error("service %r is down: %s", self.name, reason)
 
     def _install(self, new: ServiceVersion, *, wait: bool, timeout: float | None = None) -> None:
-        """Make ``new`` the version workers run; close the old one once no worker runs it."""
+        """Make ``new`` the version workers run; close the old one once no worker runs it:
+        waiting for that here (``wait``, a swap), or else (a restart, on the restarted
+        worker's thread) by whichever worker finishes the old version's last request."""
         with self._cond:
             old, self._version, self.factory = self._version, new, new.factory
+            if old is None:
+                return
             if wait:
                 self._cond.wait_for(lambda: all(w.busy is not old for w in self._workers), timeout)
-        if old is not None:
-            self._close_version(old)
+            elif any(w.busy is old for w in self._workers):
+                self._retiring.append(old)
+                return
+        self._close_version(old)
+
+    def _retire(self) -> None:
+        """A worker finished a request of a version no longer current: close the versions
+        nobody runs any more."""
+        with self._cond:
+            self._cond.notify_all()
+            idle = [v for v in self._retiring if all(w.busy is not v for w in self._workers)]
+            for v in idle:
+                self._retiring.remove(v)
+        for v in idle:
+            self._close_version(v)
 
     # -- the hot loop ----------------------------------------------------------------------
     def _serve(self, worker: _Worker) -> None:
@@ -278,7 +331,7 @@ class LocalServiceTask(BaseServiceTask):
                     name, request.method_name
                 )
                 if is_async:
-                    self._schedule(version, fn, request, start)
+                    self._async_methods().schedule(fn, request, start)
                     worker.busy = None
                     continue
                 caller = request.context
@@ -293,7 +346,6 @@ class LocalServiceTask(BaseServiceTask):
                 )
                 worker.failed += 1
             except BaseException as exc:  # SystemExit and the like: this worker dies
-                worker.failed += 1
                 limit = self.factory.options.max_restarts
                 left = limit - self.restarts
                 after = (
@@ -301,80 +353,50 @@ class LocalServiceTask(BaseServiceTask):
                     if left > 0
                     else f"it will not restart (max_restarts={limit} used)"
                 )
-                self.deliver_error(
+                worker.failed += 1
+                settled = self.deliver_error(
                     request,
                     ServiceUnavailableError(
                         f"service {name!r} died while running this request "
                         f"({type(exc).__name__}: {exc}); {after}"
                     ),
                 )
+                if not settled:
+                    worker.failed -= 1
                 raise
             else:
                 elapsed = monotonic() - start
                 response = ServiceResponse(request.request_id, True, result, None, elapsed)
                 worker.done += 1
             worker.busy = None
-            request.response_target.deliver(response)  # type: ignore[union-attr]
+            # Counted before delivery, so a caller that wakes up sees its call in
+            # statistics(); taken back if its caller had given up (it counted the outcome).
+            if not request.response_target.deliver(response):  # type: ignore[union-attr]
+                if response.success:
+                    worker.done -= 1
+                else:
+                    worker.failed -= 1
             remember((request, response))
             samples[latency.count & mask] = elapsed
             latency.count += 1
             if version is not self._version:
-                with self._cond:
-                    self._cond.notify_all()
+                self._retire()
             if self._state == "stopped":
                 return  # stopped while this request ran; its stop token was drained
 
-    def _refuse(self, worker: _Worker, request: ServiceRequest) -> None:
-        if self._refusing:
-            self.deliver_error(request, self.context.unavailable("it is stopping"))
-        else:
-            worker.expired += 1
-            self.deliver(request, self.expired_response(request))
-
-    # -- async def methods -----------------------------------------------------------------
-    def _schedule(
-        self,
-        version: ServiceVersion,
-        fn: Callable[..., Any],
-        request: ServiceRequest,
-        start: float,
-    ) -> None:
+    def _async_methods(self) -> AsyncMethods:
         runner = self._loop
         if runner is None:
             with self._cond:
-                runner = self._loop = self._loop or _LoopRunner(self.name)
-        coro = self._run_async(runner, fn, request, start)
-        if request.context is None:
-            asyncio.run_coroutine_threadsafe(coro, runner.loop)
-        else:  # a task copies the context it is created in: create it in the caller's
-            ctx, loop = request.context, runner.loop
-            loop.call_soon_threadsafe(ctx.run, loop.create_task, coro)
+                runner = self._loop = self._loop or AsyncMethods(self, _Worker(-1))
+        return runner
 
-    async def _run_async(
-        self, runner: _LoopRunner, fn: Callable[..., Any], request: ServiceRequest, start: float
-    ) -> None:
-        stats = runner.stats
-        runner.active += 1
-        try:
-            result = await fn(*request.args, **request.kwargs)
-        except asyncio.CancelledError:
-            self.deliver_error(request, self.context.unavailable("it was stopped"))
-            return
-        except BaseException as exc:
-            elapsed = time.monotonic() - start
-            response = ServiceResponse(
-                request.request_id, False, None, RemoteError.from_exception(exc), elapsed
-            )
-            stats.failed += 1
-        else:
-            elapsed = time.monotonic() - start
-            response = ServiceResponse(request.request_id, True, result, None, elapsed)
-            stats.done += 1
-        finally:
-            runner.active -= 1
-        request.response_target.deliver(response)  # type: ignore[union-attr]
-        self.context.recent.append((request, response))
-        stats.latency.add(elapsed)
+    def _refuse(self, worker: _Worker, request: ServiceRequest) -> None:
+        if self._refusing:
+            if self.deliver_error(request, self.context.unavailable("it is stopping")):
+                worker.rejected += 1
+        elif self.deliver(request, self.expired_response(request)):
+            worker.expired += 1
 
     # -- observation -----------------------------------------------------------------------
     @property
@@ -406,6 +428,7 @@ class LocalServiceTask(BaseServiceTask):
             timed_out=self.context.timed_out + sum(w.expired for w in everyone),
             cancelled=self.context.cancelled,
             retries=self.context.retries,
+            rejected=self.context.rejected + sum(w.rejected for w in everyone),
             restarts=self.restarts,
             p50=p50,
             p95=p95,
@@ -416,6 +439,8 @@ class LocalServiceTask(BaseServiceTask):
         state = self._state
         if state == "down":
             return "down", self._down_reason
+        if state in ("created", "starting"):
+            return "starting", "its constructor or setup() runs"
         if state != "running":
             return "stopped", state
         if not self._alive_workers():
