@@ -12,7 +12,7 @@ import threading
 from collections.abc import Iterator
 
 import pytest
-from support import WAIT, join_publisher, publisher_threads
+from support import WAIT, join_publisher, publisher_threads, wait_until
 
 from sage_nb import LocalEnvironment
 from sage_nb.notebook.widgets import GraphView, MonitorView, ProgressView, publisher
@@ -189,3 +189,67 @@ def test_views_refreshed_in_one_round_share_the_services_statistics(
     graph.refresh()  # outside a round (a test, a cell): always fresh
     monitor.refresh()
     assert len(calls) == 3
+
+
+class FlakyMonitor(MonitorView):
+    """Raises from refresh on chosen calls (the publisher's "look once more" is one of them)."""
+
+    def __init__(self, env: LocalEnvironment, fail_on: set[int]) -> None:
+        self.calls = 0
+        self.fail_on = fail_on
+        super().__init__(env)
+
+    def refresh(self) -> bool:
+        self.calls += 1
+        if self.calls in self.fail_on:
+            raise RuntimeError(f"refresh {self.calls} failed")
+        return super().refresh()
+
+
+def test_the_thread_survives_a_refresh_that_raises(envs: list[LocalEnvironment]) -> None:
+    env = envs[0]
+    # Call 2 is the "quiet" re-check, which ran outside the per-view guard: it killed the
+    # thread, and every later view stayed frozen.
+    view = FlakyMonitor(env, fail_on={2})
+    shown(view)
+    (thread,) = publisher_threads()
+    pub = publisher()
+    assert wait_until(lambda: view.calls >= 4)
+    assert thread.is_alive()
+    assert pub.errors == 1
+    assert not view.closed
+    env.call_service("s")  # activity wakes it: the view shows the call
+    assert wait_until(lambda: view.data()["s"]["done"] == 1 and ">1<" in view.html)
+    assert thread.is_alive()
+    view.close()
+    thread.join(WAIT)
+
+
+def test_a_dead_thread_is_restarted_when_a_view_needs_it(
+    envs: list[LocalEnvironment], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pub = publisher()
+    real_round = pub._round
+    died = threading.Event()
+
+    def dying_round(views: list[object]) -> bool:
+        died.set()
+        raise SystemExit("the thread dies")  # not an Exception: the round guard lets it go
+
+    monkeypatch.setattr(pub, "_round", dying_round)
+    monkeypatch.setattr(threading, "excepthook", lambda args: None)  # expected: quiet
+    first = MonitorView(envs[0])
+    shown(first)
+    assert died.wait(WAIT)
+    join_publisher()
+    assert not pub.alive
+    monkeypatch.setattr(pub, "_round", real_round)
+    second = MonitorView(envs[1])
+    shown(second)  # the same publisher starts a new thread
+    assert pub.alive
+    assert publisher() is pub
+    envs[1].call_service("s")
+    assert wait_until(lambda: second.data()["s"]["done"] == 1)
+    first.close()
+    second.close()
+    join_publisher()

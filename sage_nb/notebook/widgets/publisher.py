@@ -9,8 +9,10 @@
         all quiet → arm the signals, wait on the wake event (no timeout, no polling)
 
 Views read ``statistics()``; the runtime never calls into a view, so rendering never runs on a
-hot path. The thread ends when every view is closed or their environments are closed; the
-kernel's hooks also end it at once (views close, thread joined): ``release(env)`` on
+hot path. The thread survives any exception in a refresh (logged once, then at DEBUG; the round is
+tried again after ``INTERVAL``), and if it ever dies anyway the next view shown, or the next
+``poke()``, starts a new one. The thread ends when every view is closed or their environments
+are closed; the kernel's hooks also end it at once (views close, thread joined): ``release(env)`` on
 ``%sage_reset``, ``shutdown()`` on ``%unload_ext sage_nb`` and at kernel shutdown.
 """
 
@@ -109,6 +111,8 @@ class Publisher:
         self._thread: threading.Thread | None = None
         self.finished = False
         self.refreshes = 0
+        #: Refresh rounds that raised (the first is logged as a warning, the rest at DEBUG).
+        self.errors = 0
 
     def add(self, view: LiveView) -> bool:
         """Refresh ``view`` from now on; False if this publisher has already ended."""
@@ -118,16 +122,30 @@ class Publisher:
             self._views.append(view)
             for env in view.environments():
                 env.activity.event = self._wake
-            if self._thread is None:
-                thread = make_thread("sage_nb/publisher", self._run)
-                thread.start()
-                self._thread = thread  # only once started: a Ctrl-C in between leaves None
+            self._ensure_thread()
         self._wake.set()
         return True
 
+    def _ensure_thread(self) -> None:
+        """Under ``_lock``: start the thread unless it runs (first view, or it died)."""
+        thread = self._thread
+        if thread is None or not thread.is_alive():
+            thread = make_thread("sage_nb/publisher", self._run)
+            thread.start()
+            self._thread = thread  # only once started: a Ctrl-C in between leaves the old
+
     def poke(self) -> None:
-        """Refresh soon (a view closed, an environment stopped)."""
+        """Refresh soon (a view closed, an environment stopped); restarts a thread that died."""
+        with self._lock:
+            if not self.finished and self._views:
+                self._ensure_thread()
         self._wake.set()
+
+    @property
+    def alive(self) -> bool:
+        """True while the thread runs."""
+        thread = self._thread
+        return thread is not None and thread.is_alive()
 
     @property
     def views(self) -> list[LiveView]:
@@ -174,28 +192,41 @@ class Publisher:
                 if not views:
                     self.finished = True
                     return
-            changed = busy = False
-            with _one_round():
-                for view in views:
-                    try:
-                        changed = view.refresh() or changed
-                        busy = view.busy() or busy
-                    except Exception:  # a broken view must not stop the others
-                        log.exception("refreshing %r failed; closing it", view)
-                        view.close()
-            self.refreshes += 1
-            if any(view.closed for view in views):
-                continue  # drop it now; maybe nothing is left to publish
-            if changed or busy:
+            try:
+                quiet = self._round(views)
+            except Exception:  # the thread outlives anything a round raises
+                self.errors += 1
+                level = logging.WARNING if self.errors == 1 else logging.DEBUG
+                log.log(level, "a refresh of the live views failed; trying again", exc_info=True)
                 wake.wait(INTERVAL)
                 wake.clear()
                 continue
-            # Quiet: arm every environment's signal, then look once more (a change that
-            # happened before arming would not fire), then sleep until something happens.
-            wake.clear()
+            if quiet:
+                wake.wait()
+
+    def _round(self, views: list[LiveView]) -> bool:
+        """Refresh every view once; True if all is quiet (wait for the next activity)."""
+        wake = self._wake
+        changed = busy = False
+        with _one_round():
             for view in views:
-                for env in view.environments():
-                    env.activity.armed = True
-            if any(v.refresh() for v in views):
-                continue
-            wake.wait()
+                try:
+                    changed = view.refresh() or changed
+                    busy = view.busy() or busy
+                except Exception:  # a broken view must not stop the others
+                    log.exception("refreshing %r failed; closing it", view)
+                    view.close()
+        self.refreshes += 1
+        if any(view.closed for view in views):
+            return False  # drop it now; maybe nothing is left to publish
+        if changed or busy:
+            wake.wait(INTERVAL)
+            wake.clear()
+            return False
+        # Quiet: arm every environment's signal, then look once more (a change that
+        # happened before arming would not fire), then sleep until something happens.
+        wake.clear()
+        for view in views:
+            for env in view.environments():
+                env.activity.armed = True
+        return not any(v.refresh() for v in views)
