@@ -7,7 +7,9 @@ callers' cached contexts stay valid) and a service task for it through the envir
 
 from __future__ import annotations
 
+import dataclasses
 import logging
+import queue
 import threading
 import time
 from collections.abc import Callable
@@ -221,6 +223,11 @@ class Dispatcher:
                 return ctx
             ctx.configure(factory.options)
             old = ctx.task
+            if old is not None:
+                # The old task may still be stopping: its workers keep their queue (and the
+                # stop tokens in it); the new task serves a queue of its own.
+                ctx.retire(old)
+                ctx.request_queue = queue.SimpleQueue()
             proxy = self.proxy(owner=f"service {name}")
             task = self.backend.create_service_task(ctx, factory, proxy)
             start = self._starts[name] = _Start(task)
@@ -378,10 +385,20 @@ class Dispatcher:
             ]
         for name, ctx, factory in items:
             task = ctx.task if ctx is not None else None
-            if task is not None:
-                stats.append(task.statistics())
-            else:
+            if ctx is None or task is None:
                 stats.append(_idle_statistics(name, factory))
+                continue
+            current = task.statistics()
+            done, failed, timed_out, rejected = ctx.earlier_outcomes()
+            if done or failed or timed_out or rejected:  # calls earlier tasks answered
+                current = dataclasses.replace(
+                    current,
+                    done=current.done + done,
+                    failed=current.failed + failed,
+                    timed_out=current.timed_out + timed_out,
+                    rejected=current.rejected + rejected,
+                )
+            stats.append(current)
         return stats
 
     def health(self, timeout: float = 1.0) -> dict[str, HealthReport]:

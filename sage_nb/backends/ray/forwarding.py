@@ -88,6 +88,9 @@ class Forwarder:
         self.name = task.name
         self.concurrency = task.concurrency
         self.replicas = replicas
+        #: The queue this task serves (the context's when it was created; a later task of the
+        #: service gets its own): requests, and the answers and probes Ray hands back.
+        self.queue = task.context.request_queue
         self.replies = Replies(self, task, replicas, ray)
         # Held by the forwarder thread while it works and by a caller sending directly
         # (``direct``). Invariants: whoever holds it owns the replicas (their in_flight counts,
@@ -116,10 +119,10 @@ class Forwarder:
         True if it exited (or never started)."""
         thread = self.thread
         if thread is not None and thread.is_alive():
-            self.context.request_queue.put(_Stop(self, drain))
+            self.queue.put(_Stop(self, drain))
             thread.join(timeout)
             if thread.is_alive():  # still waiting for answers: stop waiting
-                self.context.request_queue.put(_Stop(self, False))
+                self.queue.put(_Stop(self, False))
                 thread.join(1.0)
         return thread is None or not thread.is_alive()
 
@@ -136,7 +139,7 @@ class Forwarder:
         replies.fail_all(exc)
         while queue:
             try:
-                item = ctx.request_queue.get_nowait()
+                item = self.queue.get_nowait()
             except Empty:
                 break
             if type(item) is ServiceRequest and claim(item.request_id, None) is not None:
@@ -157,11 +160,7 @@ class Forwarder:
         if not lock.acquire(blocking=False):
             return False
         try:
-            if (
-                self.task.state == "running"
-                and not self._backlog
-                and self.context.request_queue.empty()
-            ):
+            if self.task.state == "running" and not self._backlog and self.queue.empty():
                 self.replies.complete(item)
                 return True
             return False
@@ -171,9 +170,8 @@ class Forwarder:
 
     # -- the forwarder thread --------------------------------------------------------------
     def _run(self) -> None:
-        ctx = self.context
-        get = ctx.request_queue.get
-        get_nowait = ctx.request_queue.get_nowait
+        get = self.queue.get
+        get_nowait = self.queue.get_nowait
         backlog = self._backlog
         replies = self.replies
         sent = replies.sent
@@ -217,7 +215,7 @@ class Forwarder:
             task = self.task
             if task.state != "running" or task.refusal is not None or self._backlog:
                 return False
-            if not self.context.request_queue.empty():
+            if not self.queue.empty():
                 return False  # keep arrival order
             free = [
                 r

@@ -228,7 +228,7 @@ class Replies:
             except Exception as exc:  # an unreadable reply fails its calls: they never hang
                 data = exc
         if isinstance(data, BaseException):
-            self.context.request_queue.put(Completed(forwarder, replica, requests, None, data))
+            self.forwarder.queue.put(Completed(forwarder, replica, requests, None, data))
             return
         name = self.name
         responses = [
@@ -251,7 +251,7 @@ class Replies:
         # this slot): settle the batch here instead of waking it.
         if not rest and forwarder.settle_if_idle(item):
             return
-        self.context.request_queue.put(item)
+        self.forwarder.queue.put(item)
 
     def _answer(
         self,
@@ -312,7 +312,7 @@ class Replies:
 
     def _answer_checked(self, replica: Replica, alive: bool, pid: int, version: int) -> None:
         """Ray's callback thread: hand the answer to a replica's probe to the forwarder."""
-        self.context.request_queue.put(Checked(self.forwarder, replica, alive, pid, version))
+        self.forwarder.queue.put(Checked(self.forwarder, replica, alive, pid, version))
 
     def checked(self, item: Checked) -> None:
         replica = item.replica

@@ -261,6 +261,14 @@ class RayServiceTask(BaseServiceTask):
     def actor_names(self) -> list[str]:
         return self._replicas.names()
 
+    def outcomes(self) -> tuple[int, int, int, int]:
+        replies = self._forwarder.replies
+        return replies.done, replies.failed, replies.timed_out, replies.rejected
+
+    def finished(self) -> bool:
+        replies = self._forwarder.replies
+        return self._state in ("stopped", "down") and not replies.sent and not replies.outbox
+
     def statistics(self) -> ServiceStatistics:
         replies = self._forwarder.replies
         p50, p95, p99 = percentiles([replies.latency])

@@ -211,6 +211,16 @@ class BaseServiceTask:
     def statistics(self) -> ServiceStatistics:
         raise NotImplementedError
 
+    def outcomes(self) -> tuple[int, int, int, int]:
+        """The outcomes this task counted itself: (done, failed, timed out, rejected); the
+        context counts the callers' side. Read when a newer task took over the service, so
+        its statistics keep every call (``ServiceContext.earlier_outcomes``)."""
+        raise NotImplementedError
+
+    def finished(self) -> bool:
+        """True once stopped (or down) with nothing left in flight: its outcomes are final."""
+        raise NotImplementedError
+
     def liveness(self) -> tuple[str, str]:
         """("healthy" | "degraded" | "down" | "stopped", reason) from the runtime's own view."""
         raise NotImplementedError

@@ -70,6 +70,11 @@ class ServiceContext:
         self.cancelled = 0
         self.rejected = 0
         self.retries = 0
+        # Tasks that served this context before the current one (a restart, a stop and a
+        # later start), until their outcomes are final and folded into _earlier; both under
+        # _lock. Statistics add them, so they count every call the service ever had.
+        self.earlier: list[BaseServiceTask] = []
+        self._earlier = (0, 0, 0, 0)
         #: Why the service takes no calls (set when a start fails), for ``unavailable()``;
         #: ``start_error`` is that failure itself (its cause is the constructor's or setup()'s
         #: exception), raised again, as a copy, to every caller refused for it.
@@ -172,6 +177,29 @@ class ServiceContext:
     def count_rejected(self, n: int = 1) -> None:
         with self._lock:
             self.rejected += n
+
+    def retire(self, task: BaseServiceTask) -> None:
+        """``task`` no longer serves this context (a newer one does): keep its outcomes."""
+        with self._lock:
+            self.earlier.append(task)
+
+    def earlier_outcomes(self) -> tuple[int, int, int, int]:
+        """(done, failed, timed out, rejected) of the tasks that served before the current
+        one; those whose outcomes are final are folded in and forgotten."""
+        with self._lock:
+            total = list(self._earlier)
+            final = [t for t in self.earlier if t.finished()]
+            for task in self.earlier:
+                for i, n in enumerate(task.outcomes()):
+                    total[i] += n
+            if final:
+                folded = list(self._earlier)
+                for task in final:
+                    for i, n in enumerate(task.outcomes()):
+                        folded[i] += n
+                self._earlier = (folded[0], folded[1], folded[2], folded[3])
+                self.earlier = [t for t in self.earlier if t not in final]
+        return (total[0], total[1], total[2], total[3])
 
     def withdraw(self, request_id: int) -> bool:
         """Take back a request no worker has started (it never runs); False if one already

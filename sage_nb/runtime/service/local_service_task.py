@@ -82,6 +82,10 @@ class LocalServiceTask(BaseServiceTask):
 
     def __init__(self, context: ServiceContext, factory: ServiceFactory, proxy: ServiceCaller):
         super().__init__(context, factory, proxy)
+        #: The queue this task serves: the context's when it was created. A later task of the
+        #: same service gets a queue of its own (``Dispatcher``), so stop tokens and requests
+        #: left here never reach another task's workers.
+        self._queue = context.request_queue
         # Invariants: _version, _workers and _state change under _cond; a worker reads
         # _version without the lock (one reference read) and notifies _cond after finishing a
         # request of a version that is no longer current.
@@ -163,7 +167,7 @@ class LocalServiceTask(BaseServiceTask):
         if not drain:
             self._refusing = True
         for _ in workers:
-            self.context.request_queue.put(_Stop(self))
+            self._queue.put(_Stop(self))
         deadline = None if timeout is None else time.monotonic() + timeout
         for w in workers:
             assert w.thread is not None
@@ -188,15 +192,19 @@ class LocalServiceTask(BaseServiceTask):
     def _fail_queued(self, reason: str) -> None:
         ctx = self.context
         refused = 0
+        tokens = []
         while True:
             try:
-                request = ctx.request_queue.get_nowait()
+                request = self._queue.get_nowait()
             except Empty:
                 break
             if type(request) is _Stop:
+                tokens.append(request)  # a worker still busy needs its token to exit
                 continue
             if ctx.pending.pop(request.request_id, None) is not None:
                 refused += self.deliver_error(request, ctx.unavailable(reason))
+        for token in tokens:
+            self._queue.put(token)
         if refused:
             ctx.count_rejected(refused)
 
@@ -216,7 +224,7 @@ class LocalServiceTask(BaseServiceTask):
             if factory.options.concurrency > len(alive):
                 self._spawn(factory.options.concurrency - len(alive))
             for _ in range(len(alive) - factory.options.concurrency):
-                self.context.request_queue.put(_Stop(self))
+                self._queue.put(_Stop(self))
         self._install(new, wait=True, timeout=timeout)
 
     def _close_version(self, version: ServiceVersion) -> None:
@@ -267,7 +275,7 @@ class LocalServiceTask(BaseServiceTask):
             return
         self._fail_queued(f"it is down ({reason})")
         for _ in self._alive_workers():
-            self.context.request_queue.put(_Stop(self))
+            self._queue.put(_Stop(self))
         log.error("service %r is down: %s", self.name, reason)
 
     def _install(self, new: ServiceVersion, *, wait: bool, timeout: float | None = None) -> None:
@@ -299,7 +307,7 @@ class LocalServiceTask(BaseServiceTask):
     # -- the hot loop ----------------------------------------------------------------------
     def _serve(self, worker: _Worker) -> None:
         ctx = self.context
-        get = ctx.request_queue.get
+        get = self._queue.get
         claim = ctx.pending.pop
         remember = ctx.recent.append
         monotonic = time.monotonic
@@ -408,6 +416,25 @@ class LocalServiceTask(BaseServiceTask):
         if self._loop is not None and self._loop.thread.is_alive():
             found.append(self._loop.thread)
         return found
+
+    def outcomes(self) -> tuple[int, int, int, int]:
+        everyone = self._everyone()
+        return (
+            sum(w.done for w in everyone),
+            sum(w.failed for w in everyone),
+            sum(w.expired for w in everyone),
+            sum(w.rejected for w in everyone),
+        )
+
+    def finished(self) -> bool:
+        return (
+            self._state in ("stopped", "down")
+            and all(w.busy is None for w in self._workers)
+            and (self._loop is None or not self._loop.active)
+        )
+
+    def _everyone(self) -> list[_Worker]:
+        return list(self._workers) + ([self._loop.stats] if self._loop is not None else [])
 
     def statistics(self) -> ServiceStatistics:
         workers = list(self._workers)
