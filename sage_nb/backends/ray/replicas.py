@@ -76,7 +76,7 @@ class Replicas:
             return
         replica.version = number  # once per restart; a failure is logged below
         try:
-            ref = replica.handle.swap.remote(factory, number)
+            ref = replica.handle.swap.options(max_task_retries=-1).remote(factory, number)
         except Exception as exc:
             log.warning("service %r: could not update %s: %s", self.service, replica.name, exc)
             return

@@ -35,7 +35,7 @@ from ...runtime.service.base_service_task import (
     ServiceFactory,
     ServiceStatistics,
 )
-from .errors import error_summary, start_error, swap_error
+from .errors import error_summary, start_error, swap_error, translate_ray_error
 from .forwarding import Forwarder
 from .options import RayServiceOptions, actor_name
 from .replicas import Replica, Replicas
@@ -225,11 +225,18 @@ class RayServiceTask(BaseServiceTask):
         number = self.version_number + 1
         wait = self._actors.start_timeout if timeout is None else timeout
         live = self._replicas.live()
+        from ray import exceptions as rex
+
         for i, replica in enumerate(live):
             try:
-                ray.get(replica.handle.swap.remote(factory, number), timeout=wait)
+                # Ray retries it while the actor restarts (the swap only builds and installs
+                # a version: running it again is harmless).
+                ref = replica.handle.swap.options(max_task_retries=-1).remote(factory, number)
+                ray.get(ref, timeout=wait)
             except Exception as exc:
                 if i == 0:  # nothing changed yet: the caller sees why
+                    if isinstance(exc, rex.RayActorError):
+                        raise translate_ray_error(exc, self.name, "swap") from exc
                     raise swap_error(exc) from exc
                 log.warning("service %r: replica %s did not swap: %s", self.name, replica.name, exc)
         self.version_number = number
