@@ -19,9 +19,9 @@ from __future__ import annotations
 import heapq
 import logging
 import threading
-import time
 from typing import Protocol
 
+from ..clock import MONOTONIC, Clock
 from ..threads import make_thread
 
 __all__ = ["DeadlineScheduler", "Expirable"]
@@ -44,10 +44,21 @@ class DeadlineScheduler:
         Used in the thread's name, ``sage_nb/deadlines/<name>``.
     resolution:
         Deadlines are rounded up to a multiple of this many seconds.
+    clock:
+        What time it is (``runtime/clock.py``): the real monotonic clock, or a ``MockClock``
+        in tests, which moves only when the test says so.
     """
 
-    def __init__(self, name: str, resolution: float = 0.005, linger: float = 1.0) -> None:
+    def __init__(
+        self,
+        name: str,
+        resolution: float = 0.005,
+        linger: float = 1.0,
+        *,
+        clock: Clock = MONOTONIC,
+    ) -> None:
         self.name = name
+        self.clock = clock
         self._resolution = resolution
         self._linger = linger
         # Invariants: _buckets and _ticks change only under _cond, except that add() may put an
@@ -63,6 +74,11 @@ class DeadlineScheduler:
         self._queued: set[int] = set()
         self._closed = False
         self._thread: threading.Thread | None = None
+        clock.on_jump(self._wake)
+
+    def _wake(self) -> None:
+        with self._cond:
+            self._cond.notify()
 
     def add(self, item: Expirable, deadline: float) -> int:
         """Register ``item`` to expire at ``deadline`` (``time.monotonic()``); return its tick."""
@@ -70,7 +86,7 @@ class DeadlineScheduler:
         bucket = self._buckets.get(tick)
         # Fast path, no lock: the bucket exists and is not due yet, so the thread (alive while
         # any bucket exists) cannot be popping it now.
-        if bucket is not None and deadline > time.monotonic() + 2 * self._resolution:
+        if bucket is not None and deadline > self.clock.now() + 2 * self._resolution:
             bucket.add(item)
             if self._buckets.get(tick) is bucket:
                 return tick
@@ -134,6 +150,7 @@ class DeadlineScheduler:
     def _run(self) -> None:
         res = self._resolution
         cond = self._cond
+        clock = self.clock
         with cond:
             while not self._closed:
                 if not self._ticks:
@@ -141,9 +158,9 @@ class DeadlineScheduler:
                         self._thread = None  # idle: a later add() starts a new thread
                         return
                     continue
-                due = self._ticks[0] * res - time.monotonic()
+                due = self._ticks[0] * res - clock.now()
                 if due > 0:
-                    cond.wait(due)
+                    cond.wait(clock.wait_for(due))
                     continue
                 tick = heapq.heappop(self._ticks)
                 self._queued.discard(tick)

@@ -24,6 +24,7 @@ from contextvars import copy_context
 from typing import TYPE_CHECKING, Any
 
 from ...errors import SageError, ServiceCallError, ServiceTimeoutError, ServiceUnavailableError
+from ..clock import MONOTONIC, Clock
 from ..messages import ServiceRequest, ServiceResponse
 from .callbacks import CallbackExecutor
 from .deadlines import DeadlineScheduler
@@ -248,7 +249,8 @@ class RetryingFuture(AwaitableFuture):
         self._policy = policy
         self._scheduler = scheduler
         self.callbacks = callbacks
-        self._deadline = _monotonic() + timeout
+        self._now = scheduler.clock.now
+        self._deadline = self._now() + timeout
         self._current: Future | None = None  # type: ignore[type-arg]
         self._last: BaseException | None = None
         self.attempts = 0
@@ -257,7 +259,7 @@ class RetryingFuture(AwaitableFuture):
     def _attempt(self) -> None:
         if self.done():
             return
-        left = self._deadline - _monotonic()
+        left = self._deadline - self._now()
         if left <= 0 and self._last is not None:
             self._settle(None, self._last)  # no time for this retry: the last failure stands
             return
@@ -285,7 +287,7 @@ class RetryingFuture(AwaitableFuture):
     def _failed(self, exc: BaseException) -> None:
         self._last = exc
         policy = self._policy
-        due = _monotonic() + policy.delay(self.attempts - 1)
+        due = self._now() + policy.delay(self.attempts - 1)
         if self.attempts > policy.retries or not policy.retryable(exc) or due >= self._deadline:
             self._settle(None, exc)
             return
@@ -310,12 +312,15 @@ class ServiceManager:
     One exists per environment. It is thread-safe: any number of threads may call at once.
     """
 
-    def __init__(self, name: str = "", *, propagate_context: bool = False) -> None:
+    def __init__(
+        self, name: str = "", *, propagate_context: bool = False, clock: Clock = MONOTONIC
+    ) -> None:
         self.name = name
         #: Run each request in a copy of its caller's contextvars context (see ServiceRequest).
         self.propagate_context = propagate_context
         self._ids = itertools.count(1)
-        self._deadlines = DeadlineScheduler(name)
+        #: Times async calls' deadlines and retries (a ``MockClock`` in deadline tests).
+        self._deadlines = DeadlineScheduler(name, clock=clock)
         #: Where the done-callbacks of this environment's futures, and async retries, run.
         self.callbacks = CallbackExecutor(name)
 
@@ -383,7 +388,7 @@ class ServiceManager:
             raise ValueError(f"an async call needs a finite timeout > 0, got {timeout!r}")
         rid = next(self._ids)
         future = ServiceFuture(context, rid, method, timeout, self._deadlines, self.callbacks)
-        deadline = _monotonic() + timeout
+        deadline = self._deadlines.clock.now() + timeout
         future._tick = self._deadlines.add(future, deadline)
         try:
             caller = copy_context() if self.propagate_context else None
