@@ -171,3 +171,23 @@ def test_calls_made_while_an_actor_restarts_wait_for_it(make_env: Any) -> None:
     svc = env.service_statistics()[0]
     assert svc.restarts == 1
     assert (svc.done, svc.failed, svc.rejected, svc.timed_out) == (7, 1, 0, 0)
+
+
+@pytest.mark.parametrize("backend", [pytest.param("ray", marks=pytest.mark.ray)])
+def test_closing_a_second_environment_leaves_the_first_ones_services_alone(
+    make_env: Any,
+) -> None:
+    from backend_helpers import Echo
+
+    first = make_env()
+    first.register_service("echo", Echo, max_restarts=2)
+    assert first.call_service("echo", 1, timeout=4 * WAIT) == 1
+    second = make_env()  # the same name, on the same cluster, as in a notebook re-run
+    second.register_service("echo", Echo)
+    assert second.call_service("echo", 2, timeout=4 * WAIT) == 2
+    assert second.close(timeout=WAIT)
+    assert second.actors() == []
+    assert first.actors() == ["echo#0"]
+    assert first.call_service("echo", 3, timeout=4 * WAIT) == 3
+    assert first.call_service_async("echo", 4, timeout=4 * WAIT).result(4 * WAIT) == 4
+    assert first.health()["echo"].status == "healthy"

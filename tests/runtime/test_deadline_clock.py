@@ -8,7 +8,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from support import WAIT
+from support import WAIT, wait_until
 
 from sage_nb.errors import ServiceTimeoutError, ServiceUnavailableError
 from sage_nb.runtime.clock import MockClock
@@ -41,6 +41,13 @@ def scheduler(clock: MockClock) -> Iterator[DeadlineScheduler]:
     made = DeadlineScheduler("mock", clock=clock)
     yield made
     made.close()
+
+
+@pytest.fixture
+def executor() -> Iterator[CallbackExecutor]:
+    made = CallbackExecutor("mock")
+    yield made
+    made.close(WAIT)
 
 
 def test_nothing_expires_until_the_clock_reaches_it(
@@ -94,50 +101,44 @@ def failing_attempts(log: list[Any]) -> Any:
 
 
 def test_retries_wait_their_backoff_on_the_clock(
-    clock: MockClock, scheduler: DeadlineScheduler
+    clock: MockClock, scheduler: DeadlineScheduler, executor: CallbackExecutor
 ) -> None:
-    executor = CallbackExecutor("mock")
     log: list[Any] = []
     policy = RetryPolicy(retries=3, backoff=1.0, multiplier=2.0, max_backoff=60, jitter=0)
-    try:
-        future = RetryingFuture(
-            failing_attempts(log), "svc", "process", 10.0, policy, scheduler, executor
-        )
-        assert [(left, retry) for left, retry, _ in log] == [(10.0, False)]
-        clock.jump(0.99)  # the first retry is due after 1 s: not yet
-        assert len(log) == 1 and not future.done()
-        clock.jump(0.02)
-        assert wait_for(lambda: len(log) == 2)
-        clock.jump(1.5)  # the second is due 2 s after the first retry failed
-        assert len(log) == 2
-        clock.jump(0.6)
-        assert wait_for(lambda: len(log) == 3)
-        clock.jump(4.1)  # third retry: 4 s later, the last one the policy allows
-        assert isinstance(future.exception(timeout=WAIT), ServiceUnavailableError)
-        assert [retry for _, retry, _ in log] == [False, True, True, True]
-        assert [left for left, _, _ in log] == [10.0, pytest.approx(8.99), 6.89, 2.79]
-        # Retries run on the callback executor, never on the deadline thread.
-        assert all(name == "sage_nb/callbacks/mock" for _, _, name in log[1:]), log
-        assert future.attempts == 4
-    finally:
-        executor.close(WAIT)
+    future = RetryingFuture(
+        failing_attempts(log), "svc", "process", 10.0, policy, scheduler, executor
+    )
+    assert [(left, retry) for left, retry, _ in log] == [(10.0, False)]
+    clock.jump(0.99)  # the first retry is due after 1 s: not yet
+    assert len(log) == 1 and not future.done()
+    clock.jump(0.02)
+    assert wait_until(lambda: len(log) == 2)
+    clock.jump(1.5)  # the second is due 2 s after the first retry failed
+    assert len(log) == 2
+    clock.jump(0.6)
+    assert wait_until(lambda: len(log) == 3)
+    clock.jump(4.1)  # third retry: 4 s later, the last one the policy allows
+    assert isinstance(future.exception(timeout=WAIT), ServiceUnavailableError)
+    assert [retry for _, retry, _ in log] == [False, True, True, True]
+    assert [left for left, _, _ in log] == [10.0, pytest.approx(8.99), 6.89, 2.79]
+    # Retries run on the callback executor, never on the deadline thread.
+    assert all(name == "sage_nb/callbacks/mock" for _, _, name in log[1:]), log
+    assert future.attempts == 4
 
 
-def test_no_retry_starts_past_the_deadline(clock: MockClock, scheduler: DeadlineScheduler) -> None:
-    executor = CallbackExecutor("mock")
+def test_no_retry_starts_past_the_deadline(
+    clock: MockClock, scheduler: DeadlineScheduler, executor: CallbackExecutor
+) -> None:
     log: list[Any] = []
     policy = RetryPolicy(retries=10, backoff=2.0, multiplier=1.0, max_backoff=60, jitter=0)
-    try:
-        future = RetryingFuture(
-            failing_attempts(log), "svc", "process", 3.0, policy, scheduler, executor
-        )
-        clock.jump(2.01)
-        assert wait_for(lambda: len(log) == 2)
-        # The next retry would be due at 4.01 s, past the 3 s deadline: the last failure stands.
-        assert isinstance(future.exception(timeout=WAIT), ServiceUnavailableError)
-        assert len(log) == 2
-    finally:
-        executor.close(WAIT)
+    future = RetryingFuture(
+        failing_attempts(log), "svc", "process", 3.0, policy, scheduler, executor
+    )
+    clock.jump(2.01)
+    assert wait_until(lambda: len(log) == 2)
+    # The next retry would be due at 4.01 s, past the 3 s deadline: the last failure stands.
+    assert isinstance(future.exception(timeout=WAIT), ServiceUnavailableError)
+    assert len(log) == 2
 
 
 def test_an_attempt_that_never_answers_times_out_on_the_clock(
@@ -154,10 +155,3 @@ def test_an_attempt_that_never_answers_times_out_on_the_clock(
     clock.jump(0.2)
     assert isinstance(future.exception(timeout=WAIT), ServiceTimeoutError)
     assert ctx.timed_out == 1
-
-
-def wait_for(predicate: Any) -> bool:
-    """Wait (real time, bounded) for the executor thread to act on what the clock released."""
-    from support import wait_until
-
-    return wait_until(predicate)

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import threading
-import time
 from collections.abc import Iterator
 
 import pytest
-from support import WAIT, WIDGET_VIEW
+from support import WIDGET_VIEW, wait_until
 
 from sage_nb import LocalEnvironment, MapFunction
 from sage_nb.errors import ServiceCallError
@@ -20,15 +19,6 @@ def wenv() -> Iterator[LocalEnvironment]:
     yield env
     env.close()
     publisher().stop()
-
-
-def wait_until(predicate, timeout: float = WAIT) -> bool:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            return False
-        threading.Event().wait(0.01)
-    return True
 
 
 class Enrich(MapFunction):
