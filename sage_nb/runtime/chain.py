@@ -258,7 +258,7 @@ class ChainProgram:
         def handle(record: Any, exc: BaseException) -> None:
             if isinstance(exc, (JobCancelledError, ChannelClosed)):
                 raise exc
-            counters.errors += 1
+            counters.errors_pending += 1  # counted with the batch's records (account)
             if policy == "skip":
                 return
             if policy == "log":  # SAGE's way: the error in the log, the job goes on
@@ -320,6 +320,10 @@ class ChainProgram:
             outs[i] = n_out
             counters.records_in += n_in
             counters.records_out += n_out
+            failed = counters.errors_pending
+            if failed:
+                counters.errors += failed
+                counters.errors_pending = 0
 
 
 def _guarded(node: OperatorNode) -> bool:

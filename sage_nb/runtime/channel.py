@@ -35,6 +35,9 @@ class Channel:
         self._not_full = threading.Condition(self._lock)
         self._items: deque[Any] = deque()
         self._closed = False
+        #: Records in the queued batches (``(port, records)`` items), for queue depths shown
+        #: in records, not batches; changes with _items, under _lock.
+        self.records = 0
 
     def put(self, item: Any) -> None:
         with self._not_full:
@@ -43,6 +46,7 @@ class Channel:
             if self._closed:
                 raise ChannelClosed
             self._items.append(item)
+            self.records += _size(item)
             self._not_empty.notify()
 
     def get(self) -> Any:
@@ -52,6 +56,7 @@ class Channel:
             if self._closed:
                 return CLOSED
             item = self._items.popleft()
+            self.records -= _size(item)
             self._not_full.notify()
             return item
 
@@ -67,8 +72,16 @@ class Channel:
         with self._lock:
             self._closed = True
             self._items.clear()
+            self.records = 0
             self._not_empty.notify_all()
             self._not_full.notify_all()
 
     def __len__(self) -> int:
         return len(self._items)
+
+
+def _size(item: Any) -> int:
+    """Records in a queued item: a ``(port, records)`` batch; 0 for control messages."""
+    if type(item) is tuple and len(item) == 2 and type(item[1]) is list:
+        return len(item[1])
+    return 0

@@ -389,14 +389,15 @@ class Dispatcher:
                 stats.append(_idle_statistics(name, factory))
                 continue
             current = task.statistics()
-            done, failed, timed_out, rejected = ctx.earlier_outcomes()
-            if done or failed or timed_out or rejected:  # calls earlier tasks answered
+            done, failed, timed_out, rejected, restarts = ctx.earlier_outcomes()
+            if done or failed or timed_out or rejected or restarts:  # by earlier tasks
                 current = dataclasses.replace(
                     current,
                     done=current.done + done,
                     failed=current.failed + failed,
                     timed_out=current.timed_out + timed_out,
                     rejected=current.rejected + rejected,
+                    restarts=current.restarts + restarts,
                 )
             stats.append(current)
         return stats

@@ -40,14 +40,20 @@ __all__ = [
 
 class NodeCounters:
     """Records in and out of one parallel instance of a node, and records that failed in it
-    (skipped or sent to the dead letters); written only by its task."""
+    (skipped or sent to the dead letters); written only by its task.
 
-    __slots__ = ("errors", "records_in", "records_out")
+    A failing record is noted in ``errors_pending`` at once and moves to ``errors`` with the
+    batch's ``records_in`` (``ChainProgram.account``), so that every snapshot agrees: no node
+    ever shows more records out or failed than in.
+    """
+
+    __slots__ = ("errors", "errors_pending", "records_in", "records_out")
 
     def __init__(self) -> None:
         self.records_in = 0
         self.records_out = 0
         self.errors = 0
+        self.errors_pending = 0
 
 
 @dataclass(frozen=True)
@@ -92,14 +98,20 @@ class OperatorNode:
         self.calls: set[str] = set()
 
     def statistics(self) -> NodeStatistics:
+        # Read in the reverse of the order a task writes them (in, out, then errors, per
+        # batch): a snapshot taken while batches are accounted never shows more records out
+        # or failed than in.
+        errors = sum(c.errors for c in self.counters)
+        records_out = sum(c.records_out for c in self.counters)
+        records_in = sum(c.records_in for c in self.counters)
         return NodeStatistics(
             id=self.id,
             label=self.label,
             kind=self.kind,
             parallelism=self.parallelism,
-            records_in=sum(c.records_in for c in self.counters),
-            records_out=sum(c.records_out for c in self.counters),
-            errors=sum(c.errors for c in self.counters),
+            records_in=records_in,
+            records_out=records_out,
+            errors=errors,
             total=self.total,
             calls=tuple(sorted(self.calls)),
         )

@@ -58,18 +58,21 @@ def test_chaos_on_ray_with_actor_kills(ray_env: Any) -> None:
         action_every=2.0,
         status=status,
     )
-    assert result.unsettled == 0
+    assert result.unsettled == 0, result
     assert result.made > 1_000, result
     assert result.actions["kill"], result.actions
-    assert wait_until(lambda: balance(env.service_statistics()[0]) == result.made, WAIT)
+    balanced = wait_until(lambda: balance(env.service_statistics()[0]) == result.made, WAIT)
     (stats,) = env.service_statistics()
+    info = f"{summary(result, stats)}; callers saw {dict(result.outcomes)}"
+    print(info)
+    assert balanced, info
     seen = result.outcomes
-    assert balance(stats) == result.made
-    assert stats.done == seen["done"]
-    assert stats.timed_out == seen["timed_out"]
-    assert stats.failed + stats.rejected == seen["failed"] + seen["other"] + seen["raised"]
-    print(summary(result, stats))
-    assert max(result.status_seconds) < 0.2, sorted(result.status_seconds)[-5:]
+    assert balance(stats) == result.made, info
+    assert stats.done == seen["done"], info
+    assert stats.timed_out == seen["timed_out"], info
+    assert stats.failed + stats.rejected == seen["failed"] + seen["other"] + seen["raised"], info
+    slowest = sorted(result.status_seconds)[-5:]
+    assert max(result.status_seconds) < 0.2, f"slowest status samples {slowest}; {info}"
     assert env.close(timeout=WAIT)
     assert env.actors() == []
     assert env.threads() == []

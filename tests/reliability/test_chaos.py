@@ -44,24 +44,27 @@ def test_chaos_on_threads(shell: Any) -> None:
         action_every=1.0,
         status=status,
     )
-    assert result.unsettled == 0
+    assert result.unsettled == 0, result
     assert result.made > 10_000, result  # real load: well over ten thousand calls
     assert result.actions["swap"] and result.actions["restart"]
     (stats,) = env.service_statistics()
     # Late answers to callers that gave up settle nothing: the counts only settle down.
-    assert wait_until(lambda: balance(env.service_statistics()[0]) == result.made, WAIT)
+    balanced = wait_until(lambda: balance(env.service_statistics()[0]) == result.made, WAIT)
     (stats,) = env.service_statistics()
-    assert balance(stats) == result.made
+    info = f"{summary(result, stats)}; callers saw {dict(result.outcomes)}"
+    print(info)
+    assert balanced, info
+    assert balance(stats) == result.made, info
     # What the callers saw, outcome by outcome (no retries here: one attempt per call).
     seen = result.outcomes
-    assert stats.done == seen["done"]
-    assert stats.timed_out == seen["timed_out"]
+    assert stats.done == seen["done"], info
+    assert stats.timed_out == seen["timed_out"], info
     # Failed (raised, or died running it) and rejected (never ran) both reach the caller as
     # errors; a ServiceCallError is always "failed".
-    assert stats.failed + stats.rejected == seen["failed"] + seen["other"] + seen["raised"]
-    assert stats.failed >= seen["failed"]
-    assert stats.restarts > 0  # workers died and came back
-    print(summary(result, stats))
-    assert max(result.status_seconds) < 0.2, sorted(result.status_seconds)[-5:]
+    assert stats.failed + stats.rejected == seen["failed"] + seen["other"] + seen["raised"], info
+    assert stats.failed >= seen["failed"], info
+    assert stats.restarts > 0, info  # workers died and came back
+    slowest = sorted(result.status_seconds)[-5:]
+    assert max(result.status_seconds) < 0.2, f"slowest status samples {slowest}; {info}"
     shell.run_line_magic("sage_reset", "")
     assert wait_until(lambda: sage_threads() == [])

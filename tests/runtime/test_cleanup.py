@@ -56,7 +56,8 @@ def test_blocking_submit_stops_services_and_threads(env: LocalEnvironment) -> No
     # the next call starts the service again
     assert env.call_service("svc", 5) == 5
     assert counts == {"setup": 2, "close": 1}
-    assert [t.name for t in sage_threads()] == ["sage_nb/service/svc"]
+    # (the start thread ends right after the service is ready)
+    assert wait_until(lambda: [t.name for t in sage_threads()] == ["sage_nb/service/svc"])
 
 
 def test_failed_submit_also_stops_services(env: LocalEnvironment) -> None:

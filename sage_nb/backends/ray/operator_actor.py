@@ -47,7 +47,6 @@ class OperatorActor:
         self._job = SimpleNamespace(name=job_name, stopping=False)
         self._letters: list[DeadLetter] = []
         self._calls: dict[int, set[str]] = {}
-        self._errors = {n.id: 0 for n in region.nodes}
         self._opened: list[tuple[str, Any]] = []
         self.functions: dict[int, Any] = {
             n.id: n.factory.create(index) for n in region.nodes if n.factory is not None
@@ -87,11 +86,11 @@ class OperatorActor:
         except BaseException as exc:
             return ("fail", portable(exc))
         errors: list[tuple[int, int]] = []
-        for node in self.region.nodes:
-            now = node.counters[self.index].errors
-            if now != self._errors[node.id]:
-                errors.append((node.id, now - self._errors[node.id]))
-                self._errors[node.id] = now
+        for node in self.region.nodes:  # the driver accounts them with the batch
+            counters = node.counters[self.index]
+            if counters.errors_pending:
+                errors.append((node.id, counters.errors_pending))
+                counters.errors_pending = 0
         letters: list[DeadLetter] = []
         if self._letters:
             letters = [_portable_letter(letter) for letter in self._letters]

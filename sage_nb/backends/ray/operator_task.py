@@ -194,13 +194,13 @@ class RemoteOperatorTask(OperatorTask):
                 return
             raise exc
         _, outputs, counts, errors, letters, calls = answer
-        self.program.account(size, counts)
         if errors or calls:
             nodes = {n.id: n for n in self.region.nodes}
-            for node_id, n in errors:
-                nodes[node_id].counters[self.index].errors += n
+            for node_id, n in errors:  # accounted with the batch's records, just below
+                nodes[node_id].counters[self.index].errors_pending += n
             for node_id, names in calls:
                 nodes[node_id].calls.update(names)
+        self.program.account(size, counts)
         if letters:
             self.job.dead_letters.extend(letters)
         if outputs:

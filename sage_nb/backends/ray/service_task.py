@@ -268,9 +268,10 @@ class RayServiceTask(BaseServiceTask):
     def actor_names(self) -> list[str]:
         return self._replicas.names()
 
-    def outcomes(self) -> tuple[int, int, int, int]:
+    def outcomes(self) -> tuple[int, int, int, int, int]:
         replies = self._forwarder.replies
-        return replies.done, replies.failed, replies.timed_out, replies.rejected
+        restarts = self._replicas.restarts
+        return replies.done, replies.failed, replies.timed_out, replies.rejected, restarts
 
     def finished(self) -> bool:
         replies = self._forwarder.replies

@@ -243,13 +243,14 @@ def _service_statistics(env: BaseEnvironment) -> tuple[Any, ...]:
 
 
 def _queue_depths(job: Job | None) -> dict[int, int]:
+    """Records (not batches) waiting in each task's input channel, by the task's head node."""
     depths: dict[int, int] = {}
     if job is None:
         return depths
     for task in job.tasks:
         if task.channel is not None:
             head = task.region.head.id
-            depths[head] = depths.get(head, 0) + len(task.channel)
+            depths[head] = depths.get(head, 0) + task.channel.records
     return depths
 
 

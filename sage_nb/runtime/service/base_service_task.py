@@ -211,10 +211,10 @@ class BaseServiceTask:
     def statistics(self) -> ServiceStatistics:
         raise NotImplementedError
 
-    def outcomes(self) -> tuple[int, int, int, int]:
-        """The outcomes this task counted itself: (done, failed, timed out, rejected); the
-        context counts the callers' side. Read when a newer task took over the service, so
-        its statistics keep every call (``ServiceContext.earlier_outcomes``)."""
+    def outcomes(self) -> tuple[int, int, int, int, int]:
+        """The outcomes this task counted itself: (done, failed, timed out, rejected), and
+        its restarts; the context counts the callers' side. Read when a newer task took over
+        the service, so its statistics keep every call (``ServiceContext.earlier_outcomes``)."""
         raise NotImplementedError
 
     def finished(self) -> bool:

@@ -74,7 +74,7 @@ class ServiceContext:
         # later start), until their outcomes are final and folded into _earlier; both under
         # _lock. Statistics add them, so they count every call the service ever had.
         self.earlier: list[BaseServiceTask] = []
-        self._earlier = (0, 0, 0, 0)
+        self._earlier = (0, 0, 0, 0, 0)
         #: Why the service takes no calls (set when a start fails), for ``unavailable()``;
         #: ``start_error`` is that failure itself (its cause is the constructor's or setup()'s
         #: exception), raised again, as a copy, to every caller refused for it.
@@ -183,9 +183,9 @@ class ServiceContext:
         with self._lock:
             self.earlier.append(task)
 
-    def earlier_outcomes(self) -> tuple[int, int, int, int]:
-        """(done, failed, timed out, rejected) of the tasks that served before the current
-        one; those whose outcomes are final are folded in and forgotten."""
+    def earlier_outcomes(self) -> tuple[int, int, int, int, int]:
+        """(done, failed, timed out, rejected, restarts) of the tasks that served before the
+        current one; those whose outcomes are final are folded in and forgotten."""
         with self._lock:
             total = list(self._earlier)
             final = [t for t in self.earlier if t.finished()]
@@ -197,9 +197,9 @@ class ServiceContext:
                 for task in final:
                     for i, n in enumerate(task.outcomes()):
                         folded[i] += n
-                self._earlier = (folded[0], folded[1], folded[2], folded[3])
+                self._earlier = (folded[0], folded[1], folded[2], folded[3], folded[4])
                 self.earlier = [t for t in self.earlier if t not in final]
-        return (total[0], total[1], total[2], total[3])
+        return (total[0], total[1], total[2], total[3], total[4])
 
     def withdraw(self, request_id: int) -> bool:
         """Take back a request no worker has started (it never runs); False if one already

@@ -417,13 +417,14 @@ class LocalServiceTask(BaseServiceTask):
             found.append(self._loop.thread)
         return found
 
-    def outcomes(self) -> tuple[int, int, int, int]:
+    def outcomes(self) -> tuple[int, int, int, int, int]:
         everyone = self._everyone()
         return (
             sum(w.done for w in everyone),
             sum(w.failed for w in everyone),
             sum(w.expired for w in everyone),
             sum(w.rejected for w in everyone),
+            self.restarts,
         )
 
     def finished(self) -> bool:
