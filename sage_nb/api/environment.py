@@ -366,7 +366,8 @@ class BaseEnvironment(PipelineBuilder):
                 def tell(job: Job = job, told: list[bool] = told) -> None:
                     if not told[0] and job.elapsed() > notice_after:
                         told[0] = True
-                        done, total = job.progress()
+                        _, total = job.progress()
+                        done = job.records_read()
                         of = f" of {total:,}" if total is not None else ""
                         print(
                             f"sage_nb: waiting for job {job.name!r} to finish ({done:,}{of} "

@@ -47,8 +47,9 @@ OperatorTaskFactory = Callable[["Job", Region, int, int], OperatorTask]
 class JobStatistics:
     """A snapshot of a job: its state, timing and every node's counts.
 
-    ``done`` and ``total`` sum the records read by the sources and, where known, how many they
-    will read (``total`` is None when a source's length is unknown).
+    ``done`` counts the records finished (``Job.progress``: read, less those still on their
+    way through the graph; below ``total`` until the job is done) and ``total`` how many the
+    sources will read, where known (None when a source's length is unknown).
     """
 
     name: str
@@ -227,14 +228,40 @@ class Job:
             raise JobFailedError(f"job {self.name!r} failed")
 
     def progress(self) -> tuple[int, int | None]:
-        """(records read by the sources, how many they will read or None if unknown)."""
-        done = 0
+        """(records finished, how many the sources will read or None if unknown).
+
+        Progress is counted where records finish, not where they are read (a source reads a
+        small batch at once): the records read less those still on their way through the
+        graph, that is, sent to an operator and not yet processed by it. A fan-out or a
+        flatmap makes that an underestimate, never more; and it stays below ``total`` until
+        the job is done.
+        """
+        read = 0
         total: int | None = 0
+        on_the_way = 0
         for node in self.execution_graph.nodes:
             if node.kind == "source":
-                done += sum(c.records_out for c in node.counters)
+                read += sum(c.records_out for c in node.counters)
                 total = None if total is None or node.total is None else total + node.total
-        return done, total
+                continue
+            processed = sum(c.records_in for c in node.counters)  # read before its inputs
+            sent = sum(sum(c.records_out for c in e.upstream.counters) for e in node.inputs)
+            on_the_way += max(0, sent - processed)
+        if self.done:
+            return read, total
+        finished = max(0, read - on_the_way)
+        if total is not None and total > 0:
+            finished = min(finished, total - 1)  # 100% only once the job is done
+        return finished, total
+
+    def records_read(self) -> int:
+        """Records the sources have read so far."""
+        return sum(
+            c.records_out
+            for n in self.execution_graph.nodes
+            if n.kind == "source"
+            for c in n.counters
+        )
 
     def elapsed(self) -> float:
         if self.started_at is None:
@@ -255,7 +282,8 @@ class Job:
 
     def summary(self) -> str:
         """One line: status, records, time, and the error if any."""
-        done, total = self.progress()
+        _, total = self.progress()
+        done = self.records_read()
         of = f" of {total:,}" if total is not None else ""
         sinks = sum(
             c.records_in for n in self.execution_graph.nodes if n.kind == "sink" for c in n.counters

@@ -201,3 +201,37 @@ def test_queue_depths_count_records_not_batches() -> None:
     assert channel.records == 200
     channel.close()
     assert channel.records == 0
+
+
+def test_progress_counts_records_where_they_finish(env: LocalEnvironment) -> None:
+    # Before: progress counted records read by the source, which reads a small job at once:
+    # 400/400 (100%) from the first frame while the slow map had barely started.
+    gate = threading.Event()
+
+    def slow(x: int) -> int:
+        if x == 0:
+            gate.wait(WAIT)  # hold the map until the source has read everything
+        return x
+
+    env.from_batch(range(400)).map(slow, parallelism=2).sink(lambda x: None)
+    job = env.submit(autostop=False)
+    try:
+        # The source reads all 400 at once; the map holds them back.
+        deadline = threading.Event()
+        while job.records_read() < 400 and not deadline.wait(0.005):
+            pass
+        assert job.records_read() == 400
+        finished, total = job.progress()
+        assert total == 400 and finished < 200, (finished, total)
+    finally:
+        gate.set()
+    frames = []
+    while not job.done:
+        progress = job.progress()
+        frames.append((progress, job.done))  # done read after: it may have ended just now
+    assert job.wait(WAIT)
+    assert frames
+    # Never 100% while running.
+    assert all(done < total or ended for (done, total), ended in frames), frames[-3:]
+    assert job.progress() == (400, 400)
+    assert job.statistics().done == 400

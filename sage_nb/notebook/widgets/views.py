@@ -338,12 +338,13 @@ class ProgressView(LiveView):
         return self.autoclose and self.job.done
 
     def render(self) -> str:
-        sources = [
-            (n.label, sum(c.records_out for c in n.counters), n.total)
-            for n in self.job.execution_graph.nodes
-            if n.kind == "source"
-        ]
-        done, total = self.job.progress()
+        done, total = self.job.progress()  # records finished, not merely read
+        heads = [n for n in self.job.execution_graph.nodes if n.kind == "source"]
+        if len(heads) == 1:
+            sources = [(heads[0].label, done, total)]
+        else:  # per source what it read, then the records finished over all of them
+            sources = [(n.label, sum(c.records_out for c in n.counters), n.total) for n in heads]
+            sources.append(("finished", done, total))
         elapsed = self.job.elapsed()
         rate = done / elapsed if elapsed > 0 else 0.0
         eta = (total - done) / rate if total and rate > 0 and done < total else None
