@@ -180,3 +180,18 @@ def test_publisher_ends_when_the_environment_closes() -> None:
     env.close()
     assert wait_until(lambda: view.closed)
     assert wait_until(lambda: not any(t.name == "sage_nb/publisher" for t in threading.enumerate()))
+
+
+def test_a_closing_view_keeps_a_fresh_state_not_its_last_frame(wenv: LocalEnvironment) -> None:
+    # Before: the frozen copy was the last frame drawn, so a monitor closed by %sage_reset
+    # still said "running", and two views closed together could disagree on the counts.
+    wenv.register_service("svc", lambda x: x)
+    wenv.call_service("svc", 1)
+    view = MonitorView(wenv)
+    assert "running" in view.html
+    wenv.call_service("svc", 2)  # after the last frame: the frozen copy must count it
+    wenv.close()
+    view.close()
+    assert view.closed
+    assert 'sage-state">stopped<' in view.html
+    assert 'sage-done">2<' in view.html

@@ -9,6 +9,7 @@ a notebook reopened without a kernel shows the last state instead of "Error disp
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 import uuid
@@ -21,6 +22,8 @@ from .publisher import publish, publisher, shared
 if TYPE_CHECKING:
     from ...api.environment import BaseEnvironment
     from ...runtime.job_manager import Job
+
+log = logging.getLogger(__name__)
 
 __all__ = ["GraphView", "LiveView", "MonitorView", "ProgressView", "can_show_widgets"]
 
@@ -78,7 +81,9 @@ class LiveView:
         return changed
 
     def close(self) -> None:
-        """Stop updating: the output becomes the static markup of the last state.
+        """Stop updating: the output becomes static markup of the state at closing, drawn
+        afresh (not the last frame the publisher drew, which may be up to 0.1 s old, or show a
+        service as running that a reset has just stopped).
 
         Returns once that update is sent, also when another thread is closing the view: what
         the caller prints next comes after it.
@@ -87,6 +92,10 @@ class LiveView:
             if self.closed:
                 return
             self.closed = True
+            try:
+                self.html = self.render()
+            except Exception:  # keep the last frame rather than lose the output
+                log.debug("final render of %r failed", self, exc_info=True)
             if self._displayed and _in_kernel():
                 try:
                     from IPython.display import update_display
