@@ -195,3 +195,48 @@ def test_a_closing_view_keeps_a_fresh_state_not_its_last_frame(wenv: LocalEnviro
     assert view.closed
     assert 'sage-state">stopped<' in view.html
     assert 'sage-done">2<' in view.html
+
+
+def test_graph_scales_to_its_output_and_labels_never_cross_a_box() -> None:
+    import re
+
+    from sage_nb.notebook.widgets import render
+
+    model = render.GraphModel(title="t")
+    for i, (kind, label) in enumerate(
+        [
+            ("source", "from_batch"),
+            ("map", "map(Enrich) x4"),
+            ("map", "map(lambda) x2"),
+            ("sink", "sink(count)"),
+        ]
+    ):
+        model.nodes.append(
+            render.NodeView(
+                f"n{i}", label, kind, ["in 1,000,000 · out 999,999"], "running", layer=i
+            )
+        )
+    for i in range(3):  # the longest labels a running job shows
+        model.edges.append(
+            render.EdgeView(f"n{i}", f"n{i + 1}", "data", "broadcast · q 123,456 · 12.3k rec/s")
+        )
+    html = render.graph_svg(model)
+    svg = re.search(r"<svg [^>]*>", html)
+    assert svg is not None
+    assert 'width="100%"' in svg.group(0) and "height:auto" in svg.group(0)  # scales, never clips
+    boxes = [
+        (float(x), float(y), float(w), float(h))
+        for x, y, w, h in re.findall(
+            r'<rect x="(\d+)" y="(\d+)" width="(\d+)" height="(\d+)"', html
+        )
+    ]
+    labels = re.findall(
+        r'<text x="(\d+)" y="(\d+)" text-anchor="middle" font-size="10"[^>]*>([^<]*)<', html
+    )
+    assert len(labels) == 6  # two lines per edge
+    for x, y, text in labels:
+        half = len(text) * 6 / 2  # ~6 px a character at 10 px, generously
+        left, right, top, bottom = float(x) - half, float(x) + half, float(y) - 10, float(y)
+        for bx, by, bw, bh in boxes:
+            overlaps = left < bx + bw and right > bx and top < by + bh and bottom > by
+            assert not overlaps, (text, (left, right), (bx, bx + bw))

@@ -111,7 +111,7 @@ class GraphModel:
     data: dict[str, Any] = field(default_factory=dict)
 
 
-_W, _H, _GAP_X, _GAP_Y, _PAD = 176, 54, 64, 30, 12
+_W, _H, _GAP_X, _GAP_Y, _PAD = 176, 54, 100, 30, 12
 
 
 def _layout(model: GraphModel) -> tuple[int, int]:
@@ -172,8 +172,9 @@ def graph_svg(model: GraphModel) -> str:
     width, height = _layout(model)
     by_key = {n.key: n for n in model.nodes}
     parts = [
-        f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
-        f'viewBox="0 0 {width} {height}" style="max-width:none" '
+        # Scales down to the output's width (never clipped, no sideways scroll), never up.
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="100%" '
+        f'viewBox="0 0 {width} {height}" style="max-width:{width}px;height:auto" '
         f'font-family="sans-serif" font-size="11">',
         '<defs><marker id="sage-arrow" viewBox="0 0 10 10" refX="10" refY="5" '
         'markerWidth="7" markerHeight="7" orient="auto-start-reverse">'
@@ -201,11 +202,21 @@ def graph_svg(model: GraphModel) -> str:
             f'<path class="sage-edge sage-edge-{e.kind}" d="{d}" fill="none" stroke="{color}" '
             f'stroke-width="1.4"{dash} marker-end="url(#sage-arrow)"/>'
         )
-        if e.label:
+        if e.label and e.kind == "call":
             parts.append(
                 f'<text x="{lx:.0f}" y="{ly:.0f}" text-anchor="middle" font-size="10" '
                 f'fill="{color}">{esc(e.label)}</text>'
             )
+        elif e.label:  # above the edge how it partitions, below it the queue and rate:
+            # each line fits the gap between the boxes, so no label runs into one
+            first, _, rest = e.label.partition(" · ")
+            fits = _GAP_X // 6
+            for dy, text in ((0, first), (15, rest)):
+                if text:
+                    parts.append(
+                        f'<text x="{lx:.0f}" y="{ly + dy:.0f}" text-anchor="middle" '
+                        f'font-size="10" fill="{color}">{esc(_clip(text, fits))}</text>'
+                    )
     for n in model.nodes:
         x, y = n.x, n.y
         color = _STATE_COLORS.get(n.state, "#8c959f")
@@ -223,7 +234,7 @@ def graph_svg(model: GraphModel) -> str:
     parts.append("</svg>")
     return (
         f'{STYLE}<div class="sage-nb-view sage-graph"><b>{esc(model.title)}</b><br>'
-        '<div style="overflow-x:auto">' + "".join(parts) + "</div></div>"
+        "<div>" + "".join(parts) + "</div></div>"
     )
 
 
