@@ -44,6 +44,10 @@ def readme_example_graph() -> str:
     if match is None:
         raise RuntimeError("the graph view rendered no <svg> element")
     svg = match.group(0)
+    # As a file the figure needs its own size (in a notebook it scales to the output).
+    box = re.search(r'viewBox="0 0 (\d+) (\d+)"', svg)
+    if box is not None:
+        svg = svg.replace('width="100%"', f'width="{box[1]}" height="{box[2]}"', 1)
     # A white background, so the figure reads on dark pages too.
     opening = svg.index(">") + 1
     return svg[:opening] + '<rect width="100%" height="100%" fill="#ffffff"/>' + svg[opening:]
