@@ -240,3 +240,14 @@ def test_graph_scales_to_its_output_and_labels_never_cross_a_box() -> None:
         for bx, by, bw, bh in boxes:
             overlaps = left < bx + bw and right > bx and top < by + bh and bottom > by
             assert not overlaps, (text, (left, right), (bx, bx + bw))
+
+
+def test_the_latency_history_has_an_axis() -> None:
+    # Before: a bare polyline that read as an underline, with no scale.
+    from sage_nb.notebook.widgets import render
+
+    svg = render.sparkline_svg([0.001, 0.002, 0.004])
+    assert 'class="sage-axis-max"' in svg and ">4.00 ms<" in svg
+    assert 'class="sage-axis-min"' in svg and ">0<" in svg
+    assert svg.count("<line ") == 2  # the y axis and the baseline
+    assert render.sparkline_svg([0.5]).startswith('<svg class="sage-sparkline"')

@@ -243,19 +243,31 @@ def _clip(text: str, limit: int) -> str:
 
 
 # -- the monitor --------------------------------------------------------------------------
-def sparkline_svg(values: Sequence[float], width: int = 160, height: int = 28) -> str:
-    """A polyline of ``values`` (latest right), scaled to its own maximum."""
+def sparkline_svg(values: Sequence[float], width: int = 200, height: int = 36) -> str:
+    """``values`` (seconds, latest right) as a line over a zero baseline, with a y axis
+    labelled at its top (the highest value) and its bottom (0), so it reads as a chart."""
     if len(values) < 2:
-        return f'<svg width="{width}" height="{height}"></svg>'
+        return f'<svg class="sage-sparkline" width="{width}" height="{height}"></svg>'
+    axis = 44  # the labels' column
+    plot = width - axis - 2
     top = max(values) or 1.0
-    step = width / (len(values) - 1)
+    step = plot / (len(values) - 1)
     points = " ".join(
-        f"{i * step:.1f},{height - 2 - (v / top) * (height - 4):.1f}" for i, v in enumerate(values)
+        f"{axis + i * step:.1f},{height - 4 - (v / top) * (height - 10):.1f}"
+        for i, v in enumerate(values)
     )
+    label = format_seconds(top)
     return (
         f'<svg class="sage-sparkline" width="{width}" height="{height}" '
-        f'viewBox="0 0 {width} {height}"><polyline points="{points}" fill="none" '
-        f'stroke="#0969da" stroke-width="1.5"/></svg>'
+        f'viewBox="0 0 {width} {height}" font-family="sans-serif" font-size="9">'
+        f'<line x1="{axis - 2}" y1="4" x2="{axis - 2}" y2="{height - 4}" stroke="#8c959f"/>'
+        f'<line x1="{axis - 2}" y1="{height - 4}" x2="{width}" y2="{height - 4}" '
+        f'stroke="#8c959f"/>'
+        f'<text class="sage-axis-max" x="{axis - 5}" y="10" text-anchor="end" '
+        f'fill="#57606a">{esc(label)}</text>'
+        f'<text class="sage-axis-min" x="{axis - 5}" y="{height - 4}" text-anchor="end" '
+        f'fill="#57606a">0</text>'
+        f'<polyline points="{points}" fill="none" stroke="#0969da" stroke-width="1.5"/></svg>'
     )
 
 
