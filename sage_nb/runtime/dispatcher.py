@@ -48,13 +48,16 @@ class _Start:
     and ``setup()`` run there, under no lock, while callers queue requests with their own
     deadlines."""
 
-    __slots__ = ("done", "error", "stop_requested", "task", "thread")
+    __slots__ = ("done", "error", "finished", "stop_requested", "task", "thread")
 
     def __init__(self, task: BaseServiceTask) -> None:
         self.task = task
         self.done = threading.Event()
         self.error: BaseException | None = None
-        #: Set by a stop that came while the service was starting: it stops once built.
+        # Invariants: finished and stop_requested change under the dispatcher's lock. A stop
+        # that gave up waiting for the start sets stop_requested unless finished: then the
+        # start thread stops the task once built (and only then: one stop, by one thread).
+        self.finished = False
         self.stop_requested = False
         self.thread: threading.Thread | None = None
 
@@ -270,8 +273,10 @@ class Dispatcher:
             with self._lock:
                 if self._starts.get(name) is start:
                     del self._starts[name]
+                start.finished = True
+                stop_now = start.stop_requested and start.error is None
             start.done.set()
-        if start.stop_requested and start.error is None:
+        if stop_now:  # a stop gave up waiting for this start: it is ours to do
             task.stop(timeout=1.0, drain=False)
 
     def _wait_for_start(
@@ -334,9 +339,11 @@ class Dispatcher:
         if ctx is None or ctx.task is None:
             return True
         with self._ops_lock(name):
-            if start is not None:
-                start.stop_requested = True
-                if not start.done.wait(_left(deadline)):
+            if start is not None and not start.done.wait(_left(deadline)):
+                with self._lock:
+                    handed_over = not start.finished
+                    start.stop_requested = handed_over
+                if handed_over:  # the start thread stops it as soon as it is built
                     ctx.accepting = False
                     return False
             task = ctx.task
