@@ -111,3 +111,20 @@ def balance(env: Any, made: Counter[str]) -> dict[str, tuple[int, int]]:
         counted = s.done + s.failed + s.timed_out + s.rejected + s.cancelled - s.retries
         out[s.name] = (made[s.name], counted)
     return out
+
+
+def check_plan(
+    env: Any, services: tuple[str, ...], plan: list[Any], callers: int, wait: float
+) -> None:
+    """Register ``services`` on ``env``, run ``plan`` and check, once late answers have settled,
+    that each service's counters account for exactly the calls made."""
+    from support import wait_until
+
+    for name in services:
+        register(env, name, 0.3)
+    made, _ = run_plan(env, plan, callers, 0.3, wait)
+    # Requests whose callers gave up may still be running: their late answers settle nothing
+    # and leave the counts as they are once they end.
+    wait_until(lambda: all(a == b for a, b in balance(env, made).values()))
+    sums = balance(env, made)
+    assert {n: a for n, (a, _) in sums.items()} == {n: b for n, (_, b) in sums.items()}

@@ -10,10 +10,10 @@ from typing import Any
 
 import accounting
 import pytest
-from accounting import balance, operations, register, run_plan
+from accounting import check_plan, operations
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from support import WAIT, wait_until
+from support import WAIT
 
 pytestmark = [pytest.mark.ray, pytest.mark.timeout(600)]
 
@@ -37,12 +37,7 @@ def test_calls_made_equal_the_outcomes_counted_on_ray(
     ray.cloudpickle.register_pickle_by_value(accounting)  # not importable in Ray's workers
     env = RemoteEnvironment("prop")
     try:
-        for name in RAY_SERVICES:
-            register(env, name, 0.3)
-        made, _ = run_plan(env, plan, callers, 0.3, WAIT)
-        wait_until(lambda: all(a == b for a, b in balance(env, made).values()))
-        sums = balance(env, made)
-        assert {n: a for n, (a, _) in sums.items()} == {n: b for n, (_, b) in sums.items()}
+        check_plan(env, RAY_SERVICES, plan, callers, WAIT)
     finally:
         assert env.close(timeout=WAIT)
     assert env.actors() == []

@@ -14,10 +14,10 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from accounting import SERVICES, balance, operations, register, run_plan
+from accounting import SERVICES, check_plan, operations
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from support import WAIT, wait_until
+from support import WAIT
 
 from sage_nb import LocalEnvironment
 
@@ -33,14 +33,7 @@ pytestmark = pytest.mark.timeout(300)
 def test_calls_made_equal_the_outcomes_counted(plan: list[Any], callers: int) -> None:
     env = LocalEnvironment("prop")
     try:
-        for name in SERVICES:
-            register(env, name, 0.3)
-        made, _ = run_plan(env, plan, callers, 0.3, WAIT)
-        # Requests whose callers gave up may still be running: their late answers settle
-        # nothing and leave the counts as they are once they end.
-        wait_until(lambda: all(a == b for a, b in balance(env, made).values()))
-        sums = balance(env, made)
-        assert {n: a for n, (a, _) in sums.items()} == {n: b for n, (_, b) in sums.items()}
+        check_plan(env, SERVICES, plan, callers, WAIT)
     finally:
         assert env.close(timeout=WAIT)
     assert env.threads() == []

@@ -165,8 +165,15 @@ class Replies:
 
     def _settle(self, request: ServiceRequest, response: ServiceResponse, outcome: str) -> None:
         """Deliver now (not under the send lock): counted first, so a caller that wakes up
-        sees its call in ``statistics()``; taken back if the caller had given up."""
-        self._count(outcome, 1)
+        sees its call in ``statistics()``; taken back if the caller had given up. An answer
+        the service produced (a result, or its own error with a traceback) is a latency
+        sample too, taken under the same lock."""
+        error = response.error
+        ran = error is None or bool(error.traceback)
+        with self._lock:
+            setattr(self, outcome, getattr(self, outcome) + 1)
+            if ran:
+                self.latency.add(response.execution_time)
         target = request.response_target
         if target is None or not target.deliver(response):
             self._count(outcome, -1)
@@ -262,12 +269,9 @@ class Replies:
         if response.success:
             outcome = DONE
         elif _expired(response):  # the actor skipped it: its deadline had passed
-            settle(request, response, TIMED_OUT)
-            return
+            outcome = TIMED_OUT
         else:
             outcome = FAILED
-        with self._lock:
-            self.latency.add(response.execution_time)
         settle(request, response, outcome)
 
     def complete(self, item: Completed) -> None:

@@ -119,11 +119,8 @@ class LocalServiceTask(BaseServiceTask):
                 self._state = "running"
                 self._spawn(self.factory.options.concurrency)
         self._ready.set()  # every worker runs by now: they may take requests
-        if stopped:
+        if stopped:  # (the dispatcher made the context accept calls before the start)
             self._close_version(version)
-            return
-        self.context.task = self
-        self.context.accepting = True
 
     def _spawn(self, n: int) -> None:
         for _ in range(n):
